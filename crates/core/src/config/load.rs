@@ -1,0 +1,861 @@
+//! The loader: parses the TOML once (recovering from syntax errors), deserializes every
+//! section entry on its own so that one bad entry does not hide the others, then checks
+//! what serde cannot (references between sections, script files, value types).
+
+use super::*;
+use crate::retry::RetryPolicy;
+use crate::types::{ParamDef, Strictness, Type};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+/// A humantime duration in the config.
+#[derive(Debug, Clone, Copy)]
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::units::duration::deserialize(d).map(HumanDuration)
+    }
+}
+
+/// A byte size in the config.
+#[derive(Debug, Clone, Copy)]
+struct ByteSize(u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::units::bytes::deserialize(d).map(ByteSize)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCentral {
+    listen: Option<SocketAddr>,
+    data_dir: Option<String>,
+    max_body: Option<ByteSize>,
+    script_threads: Option<usize>,
+    script_queue: Option<usize>,
+    admin_token: Option<Spanned<SecretRef>>,
+    site_connect_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    listen: SocketAddr,
+    nodes: Option<Vec<String>>,
+    data_dir: Option<String>,
+    token: Option<Spanned<SecretRef>>,
+    script_threads: Option<usize>,
+    script_queue: Option<usize>,
+    script_timeout: Option<HumanDuration>,
+    min_free_disk: Option<ByteSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    hash: Spanned<String>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiMethod {
+    script: Spanned<String>,
+    timeout: Option<HumanDuration>,
+    #[serde(default)]
+    approved_keys: Vec<Spanned<String>>,
+    params: Option<Spanned<Vec<ParamDef>>>,
+    returns: Option<Type>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarm {
+    name: String,
+    attribute: Spanned<String>,
+    above: Option<f64>,
+    below: Option<f64>,
+    on_trigger: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    #[serde(default)]
+    attributes: BTreeMap<String, Type>,
+    #[serde(default)]
+    scripts: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    alarms: Vec<Spanned<RawAlarm>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    template: Spanned<String>,
+    site: Spanned<String>,
+    #[serde(default)]
+    values: BTreeMap<Spanned<String>, Spanned<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternalMethod {
+    http_method: Option<HttpMethod>,
+    #[serde(default)]
+    path: String,
+    params: Option<Spanned<Vec<ParamDef>>>,
+    returns: Option<Type>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternalSystem {
+    base_url: Spanned<String>,
+    auth: Option<Spanned<HttpAuth>>,
+    timeout: Option<HumanDuration>,
+    retry: Option<RetryPolicy>,
+    #[serde(default)]
+    methods: BTreeMap<String, RawExternalMethod>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<Spanned<SecretRef>>,
+    ado: Option<Spanned<SecretRef>>,
+    max_connections: Option<u32>,
+    timeout: Option<HumanDuration>,
+    retry: Option<RetryPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    from: Spanned<String>,
+    auth: Option<Spanned<SmtpAuth>>,
+    timeout: Option<HumanDuration>,
+    max_connections: Option<u32>,
+    retry: Option<RetryPolicy>,
+    ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    recipients: Vec<Spanned<String>>,
+}
+
+const SECTIONS: &[&str] = &[
+    "central",
+    "sites",
+    "api_keys",
+    "api_methods",
+    "templates",
+    "instances",
+    "shared_scripts",
+    "external_systems",
+    "databases",
+    "smtp",
+    "notification_lists",
+];
+
+struct Loader<'t> {
+    text: &'t str,
+    file: PathBuf,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut loader = Loader { text, file: path.to_path_buf(), base_dir, errors: Vec::new(), warnings: Vec::new() };
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    for e in syntax_errors {
+        let span = e.span().unwrap_or(0..0);
+        loader.error(span, e.message().trim().to_string());
+    }
+    let root = root.into_inner();
+
+    let mut sections: BTreeMap<&str, Spanned<DeValue<'_>>> = BTreeMap::new();
+    for (key, value) in root {
+        match SECTIONS.iter().find(|s| **s == key.get_ref().as_ref()) {
+            Some(name) => {
+                sections.insert(name, value);
+            }
+            None => loader.error(
+                key.span(),
+                format!("unknown section `{}`; expected one of: {}", key.get_ref(), SECTIONS.join(", ")),
+            ),
+        }
+    }
+
+    let central = loader.central(sections.remove("central"));
+    let sites = loader.map_section(sections.remove("sites"), "sites", |l, name, span, raw: RawSite| l.site(name, span, raw));
+    let api_keys = loader.map_section(sections.remove("api_keys"), "api_keys", |l, name, _, raw: RawApiKey| l.api_key(name, raw));
+    let shared_scripts = loader.map_section(sections.remove("shared_scripts"), "shared_scripts", |l, _, _, raw: Spanned<String>| {
+        l.script(&raw)
+    });
+    let api_methods = loader.map_section(sections.remove("api_methods"), "api_methods", |l, name, _, raw: RawApiMethod| {
+        l.api_method(name, raw, &api_keys)
+    });
+    let templates = loader.map_section(sections.remove("templates"), "templates", |l, name, _, raw: RawTemplate| l.template(name, raw));
+    let instances = loader.map_section(sections.remove("instances"), "instances", |l, code, _, raw: RawInstance| {
+        l.instance(code, raw, &templates, &sites)
+    });
+    let external_systems = loader.map_section(sections.remove("external_systems"), "external_systems", |l, name, _, raw: RawExternalSystem| {
+        l.external_system(name, raw)
+    });
+    let databases = loader.map_section(sections.remove("databases"), "databases", |l, name, span, raw: RawDatabase| l.database(name, span, raw));
+    let smtp = sections.remove("smtp").and_then(|value| {
+        let raw: RawSmtp = loader.de(value, "smtp")?;
+        loader.smtp(raw)
+    });
+    let notification_lists = loader.map_section(sections.remove("notification_lists"), "notification_lists", |l, name, _, raw: RawList| {
+        l.list(name, raw)
+    });
+
+    if !loader.errors.is_empty() {
+        loader.errors.sort_by_key(|e| (e.file.clone(), e.line, e.column));
+        return Err(ConfigErrors(loader.errors));
+    }
+    Ok(Config {
+        source: loader.file,
+        base_dir: loader.base_dir,
+        central,
+        sites,
+        api_keys,
+        api_methods,
+        templates,
+        instances,
+        shared_scripts,
+        external_systems,
+        databases,
+        smtp,
+        notification_lists,
+        warnings: loader.warnings,
+    })
+}
+
+impl Loader<'_> {
+    fn location(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    fn at(&self, span: Range<usize>, message: String) -> ConfigError {
+        let (line, column) = self.location(span.start);
+        ConfigError { file: self.file.clone(), line, column, message }
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let e = self.at(span, message.into());
+        self.errors.push(e);
+    }
+
+    fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let w = self.at(span, message.into());
+        self.warnings.push(w);
+    }
+
+    /// Deserializes one entry; on failure records the error (with its own location)
+    /// prefixed by `what`.
+    fn de<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>, what: &str) -> Option<T> {
+        let fallback = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().unwrap_or(fallback);
+                self.error(span, format!("{what}: {}", e.message().trim()));
+                None
+            }
+        }
+    }
+
+    /// Deserializes every entry of a `[section.NAME]` table and converts it.
+    fn map_section<R: DeserializeOwned, T>(
+        &mut self,
+        section: Option<Spanned<DeValue<'_>>>,
+        section_name: &str,
+        mut convert: impl FnMut(&mut Self, &str, Range<usize>, R) -> Option<T>,
+    ) -> BTreeMap<String, T> {
+        let mut out = BTreeMap::new();
+        let Some(section) = section else { return out };
+        let span = section.span();
+        let DeValue::Table(table) = section.into_inner() else {
+            self.error(span, format!("`{section_name}` must be a table"));
+            return out;
+        };
+        for (key, value) in table {
+            let name = key.get_ref().to_string();
+            let what = format!("{section_name}.{name}");
+            if let Some(raw) = self.de::<R>(value, &what) {
+                if let Some(def) = convert(self, &name, key.span(), raw) {
+                    out.insert(name, def);
+                }
+            }
+        }
+        out
+    }
+
+    fn dir(&self, path: Option<String>, default: &str) -> PathBuf {
+        let path = path.unwrap_or_else(|| default.to_string());
+        let joined = self.base_dir.join(path);
+        std::path::absolute(&joined).unwrap_or(joined)
+    }
+
+    fn secret_warning(&mut self, secret: &Spanned<SecretRef>, what: &str) {
+        if secret.get_ref().is_literal() {
+            self.warn(secret.span(), format!("{what} is written in the config file; prefer {{ env = \"…\" }} or {{ file = \"…\" }}"));
+        }
+    }
+
+    fn central(&mut self, value: Option<Spanned<DeValue<'_>>>) -> CentralConfig {
+        let raw = value.and_then(|v| self.de::<RawCentral>(v, "central"));
+        let mut central = CentralConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: self.dir(None, "data/central"),
+            max_body: 1 << 20,
+            script_threads: 16,
+            script_queue: 64,
+            admin_token: None,
+            site_connect_timeout: Duration::from_secs(2),
+        };
+        if let Some(raw) = raw {
+            if let Some(token) = &raw.admin_token {
+                self.secret_warning(token, "central.admin_token");
+            }
+            central.listen = raw.listen.unwrap_or(central.listen);
+            central.data_dir = self.dir(raw.data_dir, "data/central");
+            central.max_body = raw.max_body.map_or(central.max_body, |b| b.0);
+            central.script_threads = raw.script_threads.unwrap_or(central.script_threads).max(1);
+            central.script_queue = raw.script_queue.unwrap_or(central.script_threads * 4);
+            central.admin_token = raw.admin_token.map(Spanned::into_inner);
+            central.site_connect_timeout = raw.site_connect_timeout.map_or(central.site_connect_timeout, |d| d.0);
+        }
+        central
+    }
+
+    fn site(&mut self, name: &str, span: Range<usize>, raw: RawSite) -> Option<SiteConfig> {
+        let token = match raw.token {
+            Some(token) => {
+                self.secret_warning(&token, &format!("sites.{name}.token"));
+                token.into_inner()
+            }
+            None => {
+                self.error(span, format!("sites.{name}: `token` is required (the shared secret central uses to call the site)"));
+                return None;
+            }
+        };
+        let threads = raw.script_threads.unwrap_or(16).max(1);
+        Some(SiteConfig {
+            listen: raw.listen,
+            nodes: raw.nodes.unwrap_or_else(|| vec![raw.listen.to_string()]),
+            data_dir: self.dir(raw.data_dir, &format!("data/{name}")),
+            token,
+            script_threads: threads,
+            script_queue: raw.script_queue.unwrap_or(threads * 64),
+            script_timeout: raw.script_timeout.map_or(Duration::from_secs(30), |d| d.0),
+            min_free_disk: raw.min_free_disk.map_or(512 << 20, |b| b.0),
+        })
+    }
+
+    fn api_key(&mut self, name: &str, raw: RawApiKey) -> Option<ApiKeyDef> {
+        let hash = raw.hash.get_ref();
+        let valid = hash
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        if !valid {
+            self.error(
+                raw.hash.span(),
+                format!("api_keys.{name}.hash: expected `sha256:` and 64 hex digits (create keys with `switchyard key new {name}`)"),
+            );
+            return None;
+        }
+        Some(ApiKeyDef { hash: hash.to_ascii_lowercase(), enabled: raw.enabled.unwrap_or(true) })
+    }
+
+    /// Reads a script file named in the config; a missing file is an error at the path.
+    fn script(&mut self, path: &Spanned<String>) -> Option<ScriptSource> {
+        let full = self.base_dir.join(path.get_ref());
+        match std::fs::read_to_string(&full) {
+            Ok(source) => Some(ScriptSource { path: full.display().to_string(), source }),
+            Err(e) => {
+                let reason = if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
+                self.error(path.span(), format!("script file `{}`: {reason}", full.display()));
+                None
+            }
+        }
+    }
+
+    /// Checks a parameter list for duplicates and unwraps it.
+    fn params(&mut self, params: Option<Spanned<Vec<ParamDef>>>, what: &str) -> Vec<ParamDef> {
+        let Some(params) = params else { return Vec::new() };
+        let mut seen = BTreeSet::new();
+        for p in params.get_ref() {
+            if !seen.insert(p.name.as_str()) {
+                self.error(params.span(), format!("{what}: parameter `{}` is declared twice", p.name));
+            }
+        }
+        params.into_inner()
+    }
+
+    fn api_method(&mut self, name: &str, raw: RawApiMethod, keys: &BTreeMap<String, ApiKeyDef>) -> Option<ApiMethodDef> {
+        let params = self.params(raw.params, &format!("api_methods.{name}.params"));
+        for key in &raw.approved_keys {
+            if !keys.contains_key(key.get_ref()) {
+                self.warn(key.span(), format!("api_methods.{name}.approved_keys: no API key named `{}` (yet)", key.get_ref()));
+            }
+        }
+        let script = self.script(&raw.script)?;
+        Some(ApiMethodDef {
+            script,
+            timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
+            approved_keys: raw.approved_keys.into_iter().map(Spanned::into_inner).collect(),
+            params,
+            returns: raw.returns,
+        })
+    }
+
+    fn template(&mut self, name: &str, raw: RawTemplate) -> Option<TemplateDef> {
+        let mut scripts = BTreeMap::new();
+        for (script_name, path) in &raw.scripts {
+            if let Some(source) = self.script(path) {
+                scripts.insert(script_name.clone(), source);
+            }
+        }
+        let mut alarms = Vec::new();
+        for alarm in raw.alarms {
+            let span = alarm.span();
+            let alarm = alarm.into_inner();
+            let what = format!("templates.{name}.alarms.{}", alarm.name);
+            match raw.attributes.get(alarm.attribute.get_ref()) {
+                Some(Type::Integer | Type::Float) => {}
+                Some(other) => {
+                    self.error(alarm.attribute.span(), format!("{what}: attribute `{}` is {other}; alarms need an Integer or Float attribute", alarm.attribute.get_ref()));
+                }
+                None => {
+                    self.error(alarm.attribute.span(), format!("{what}: template `{name}` has no attribute `{}`", alarm.attribute.get_ref()));
+                }
+            }
+            if alarm.above.is_none() && alarm.below.is_none() {
+                self.error(span.clone(), format!("{what}: give `above` or `below` (or both)"));
+            }
+            let on_trigger = alarm.on_trigger.as_ref().and_then(|path| self.script(path));
+            alarms.push(AlarmDef {
+                name: alarm.name,
+                attribute: alarm.attribute.into_inner(),
+                above: alarm.above,
+                below: alarm.below,
+                on_trigger,
+            });
+        }
+        // Kept even when something in it is wrong: instances that use it are still
+        // checked, and the load fails anyway because the errors were recorded.
+        Some(TemplateDef { attributes: raw.attributes, scripts, alarms })
+    }
+
+    fn instance(
+        &mut self,
+        code: &str,
+        raw: RawInstance,
+        templates: &BTreeMap<String, TemplateDef>,
+        sites: &BTreeMap<String, SiteConfig>,
+    ) -> Option<InstanceDef> {
+        let mut ok = true;
+        if !sites.contains_key(raw.site.get_ref()) {
+            ok = false;
+            self.error(raw.site.span(), format!("instances.{code}: unknown site `{}`", raw.site.get_ref()));
+        }
+        let Some(template) = templates.get(raw.template.get_ref()) else {
+            self.error(raw.template.span(), format!("instances.{code}: unknown template `{}`", raw.template.get_ref()));
+            return None;
+        };
+        let mut values = BTreeMap::new();
+        for (attr, value) in raw.values {
+            match template.attributes.get(attr.get_ref()) {
+                None => {
+                    ok = false;
+                    self.error(attr.span(), format!("instances.{code}.values: template `{}` has no attribute `{}`", raw.template.get_ref(), attr.get_ref()));
+                }
+                Some(ty) => {
+                    if let Err(e) = ty.validate(attr.get_ref(), value.get_ref(), Strictness::Exact) {
+                        ok = false;
+                        self.error(value.span(), format!("instances.{code}.values.{e}"));
+                    } else {
+                        values.insert(attr.into_inner(), value.into_inner());
+                    }
+                }
+            }
+        }
+        ok.then(|| InstanceDef { template: raw.template.into_inner(), site: raw.site.into_inner(), values })
+    }
+
+    fn external_system(&mut self, name: &str, raw: RawExternalSystem) -> Option<ExternalSystemDef> {
+        let mut ok = true;
+        match url::Url::parse(raw.base_url.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            Ok(u) => {
+                ok = false;
+                self.error(raw.base_url.span(), format!("external_systems.{name}.base_url: scheme `{}` is not supported (use http or https)", u.scheme()));
+            }
+            Err(e) => {
+                ok = false;
+                self.error(raw.base_url.span(), format!("external_systems.{name}.base_url: {e}"));
+            }
+        }
+        let auth = match raw.auth {
+            Some(auth) => {
+                let span = auth.span();
+                let auth = auth.into_inner();
+                let literal = match &auth {
+                    HttpAuth::ApiKey { key, .. } => key.is_literal(),
+                    HttpAuth::Basic { password, .. } => password.is_literal(),
+                    HttpAuth::Bearer { token } => token.is_literal(),
+                    HttpAuth::None => false,
+                };
+                if literal {
+                    self.warn(span, format!("external_systems.{name}.auth: the secret is written in the config file; prefer {{ env = \"…\" }}"));
+                }
+                auth
+            }
+            None => HttpAuth::None,
+        };
+        let mut methods = BTreeMap::new();
+        for (method_name, m) in raw.methods {
+            let params = self.params(m.params, &format!("external_systems.{name}.methods.{method_name}.params"));
+            methods.insert(
+                method_name,
+                ExternalMethodDef {
+                    http_method: m.http_method.unwrap_or(HttpMethod::Post),
+                    path: m.path,
+                    params,
+                    returns: m.returns,
+                },
+            );
+        }
+        ok.then(|| ExternalSystemDef {
+            base_url: raw.base_url.into_inner(),
+            auth,
+            timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
+            retry: raw.retry.unwrap_or_default(),
+            methods,
+        })
+    }
+
+    fn database(&mut self, name: &str, span: Range<usize>, raw: RawDatabase) -> Option<DatabaseDef> {
+        let target = match (raw.url, raw.ado) {
+            (Some(url), None) => {
+                if let SecretRef::Literal(text) = url.get_ref() {
+                    let scheme = text.split("://").next().unwrap_or("");
+                    if !matches!(scheme, "mssql" | "sqlserver" | "postgres" | "postgresql" | "sqlite") || !text.contains("://") {
+                        self.error(url.span(), format!("databases.{name}.url: unsupported URL `{scheme}://…`; use mssql://, postgres:// or sqlite://"));
+                        return None;
+                    }
+                    if text.contains('@') && text.split('@').next().is_some_and(|userinfo| userinfo.contains(':') && userinfo.matches(':').count() > 1) {
+                        self.warn(url.span(), format!("databases.{name}.url contains a password; prefer url = {{ env = \"…\" }}"));
+                    }
+                }
+                DatabaseTarget::Url(url.into_inner())
+            }
+            (None, Some(ado)) => DatabaseTarget::Ado(ado.into_inner()),
+            (Some(_), Some(ado)) => {
+                self.error(ado.span(), format!("databases.{name}: give either `url` or `ado`, not both"));
+                return None;
+            }
+            (None, None) => {
+                self.error(span, format!("databases.{name}: `url` (or `ado`) is required"));
+                return None;
+            }
+        };
+        Some(DatabaseDef {
+            target,
+            max_connections: raw.max_connections.unwrap_or(10).max(1),
+            timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
+            retry: raw.retry.unwrap_or_default(),
+        })
+    }
+
+    fn smtp(&mut self, raw: RawSmtp) -> Option<SmtpDef> {
+        let mut ok = true;
+        if !looks_like_address(raw.from.get_ref()) {
+            ok = false;
+            self.error(raw.from.span(), format!("smtp.from: `{}` is not an e-mail address", raw.from.get_ref()));
+        }
+        let tls = raw.tls.unwrap_or(TlsMode::Starttls);
+        let auth = match raw.auth {
+            Some(auth) => {
+                let literal = match auth.get_ref() {
+                    SmtpAuth::Basic { password, .. } => password.is_literal(),
+                    SmtpAuth::Oauth2 { client_secret, .. } => client_secret.is_literal(),
+                    SmtpAuth::None => false,
+                };
+                if literal {
+                    self.warn(auth.span(), "smtp.auth: the secret is written in the config file; prefer { env = \"…\" }");
+                }
+                auth.into_inner()
+            }
+            None => SmtpAuth::None,
+        };
+        let ca_pem = match &raw.ca_file {
+            Some(path) => {
+                let full = self.base_dir.join(path.get_ref());
+                match std::fs::read_to_string(&full) {
+                    Ok(pem) => Some(pem),
+                    Err(e) => {
+                        ok = false;
+                        self.error(path.span(), format!("smtp.ca_file `{}`: {e}", full.display()));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let default_port = match tls {
+            TlsMode::None => 25,
+            TlsMode::Starttls => 587,
+            TlsMode::Tls => 465,
+        };
+        ok.then(|| SmtpDef {
+            host: raw.host,
+            port: raw.port.unwrap_or(default_port),
+            tls,
+            from: raw.from.into_inner(),
+            auth,
+            timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
+            max_connections: raw.max_connections.unwrap_or(5).max(1),
+            retry: raw.retry.unwrap_or_default(),
+            ca_pem,
+        })
+    }
+
+    fn list(&mut self, name: &str, raw: RawList) -> Option<NotificationListDef> {
+        let mut ok = true;
+        for r in &raw.recipients {
+            if !looks_like_address(r.get_ref()) {
+                ok = false;
+                self.error(r.span(), format!("notification_lists.{name}: `{}` is not an e-mail address", r.get_ref()));
+            }
+        }
+        ok.then(|| NotificationListDef { recipients: raw.recipients.into_iter().map(Spanned::into_inner).collect() })
+    }
+}
+
+fn looks_like_address(text: &str) -> bool {
+    let mut parts = text.split('@');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(local), Some(domain), None)
+        if !local.is_empty() && !domain.is_empty() && !text.contains(char::is_whitespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    const FULL: &str = r#"
+[central]
+listen = "127.0.0.1:18080"
+data_dir = "data/central"
+max_body = "1MiB"
+script_threads = 4
+admin_token = { env = "SWITCHYARD_ADMIN_TOKEN" }
+
+[sites.plant-a]
+listen = "127.0.0.1:19101"
+nodes = ["127.0.0.1:19101"]
+data_dir = "data/plant-a"
+token = { env = "SWITCHYARD_TOKEN_PLANT_A" }
+script_timeout = "30s"
+min_free_disk = "512MiB"
+
+[api_keys.mes]
+hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+enabled = true
+
+[api_methods.GetTankLevel]
+script = "api/get_tank_level.rhai"
+timeout = "5s"
+approved_keys = ["mes"]
+params = [ { name = "tank", type = "String" },
+           { name = "window", type = "Integer", required = false } ]
+returns = "Object{level: Float, unit: String}"
+
+[templates.Tank]
+attributes = { Level = "Float", Setpoint = "Float", Name = "String" }
+scripts = { Fill = "scripts/tank/fill.rhai" }
+alarms = [ { name = "HighLevel", attribute = "Level", above = 90.0, on_trigger = "scripts/tank/high_level.rhai" } ]
+
+[instances.T-101]
+template = "Tank"
+site = "plant-a"
+values = { Level = 42.0, Setpoint = 50.0, Name = "North tank" }
+
+[shared_scripts]
+format_level = "scripts/shared/format_level.rhai"
+
+[external_systems.ERP]
+base_url = "http://127.0.0.1:9000/erp"
+auth = { type = "api_key", header = "X-API-Key", key = { env = "ERP_KEY" } }
+timeout = "10s"
+retry = { max_retries = 20, interval = "30s" }
+[external_systems.ERP.methods.GetOrder]
+http_method = "GET"
+path = "/orders"
+params = [ { name = "id", type = "Integer" } ]
+returns = "Object"
+
+[databases.Historian]
+url = "sqlite://data/historian.db"
+max_connections = 10
+retry = { max_retries = 10, interval = "10s" }
+
+[smtp]
+host = "smtp.office365.com"
+port = 587
+tls = "starttls"
+from = "scada@plant.example"
+auth = { type = "oauth2", tenant = "t", client_id = "c", client_secret = { env = "M365_SECRET" } }
+timeout = "30s"
+max_connections = 5
+retry = { max_retries = 10, interval = "60s" }
+
+[notification_lists.Operators]
+recipients = ["ops1@plant.example", "ops2@plant.example"]
+"#;
+
+    fn full_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for script in ["api/get_tank_level.rhai", "scripts/tank/fill.rhai", "scripts/tank/high_level.rhai", "scripts/shared/format_level.rhai"] {
+            write(dir.path(), script, "42");
+        }
+        write(dir.path(), "switchyard.toml", FULL);
+        dir
+    }
+
+    #[test]
+    fn loads_the_spec_example() {
+        let dir = full_dir();
+        let config = Config::load(&dir.path().join("switchyard.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.central.listen.port(), 18080);
+        assert_eq!(config.central.max_body, 1 << 20);
+        assert!(config.central.data_dir.is_absolute());
+        let site = &config.sites["plant-a"];
+        assert_eq!(site.min_free_disk, 512 << 20);
+        assert_eq!(site.nodes, vec!["127.0.0.1:19101".to_string()]);
+        let method = &config.api_methods["GetTankLevel"];
+        assert_eq!(method.timeout, Duration::from_secs(5));
+        assert_eq!(method.params.len(), 2);
+        assert!(!method.params[1].required);
+        assert_eq!(method.returns.as_ref().unwrap().to_string(), "Object{level: Float, unit: String}");
+        let tank = &config.templates["Tank"];
+        assert_eq!(tank.alarms[0].above, Some(90.0));
+        assert_eq!(tank.scripts["Fill"].source, "42");
+        assert_eq!(config.instances["T-101"].values["Level"], serde_json::json!(42.0));
+        let erp = &config.external_systems["ERP"];
+        assert_eq!(erp.retry.max_retries, 20);
+        assert_eq!(erp.methods["GetOrder"].http_method, HttpMethod::Get);
+        assert!(matches!(erp.auth, HttpAuth::ApiKey { .. }));
+        let smtp = config.smtp.as_ref().unwrap();
+        assert!(matches!(&smtp.auth, SmtpAuth::Oauth2 { authority, scope, .. }
+            if authority == "https://login.microsoftonline.com" && scope == "https://outlook.office365.com/.default"));
+        assert_eq!(config.notification_lists["Operators"].recipients.len(), 2);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn reports_every_error_with_its_location() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "scripts/ok.rhai", "1");
+        let text = r#"
+[sites.s]
+listen = "127.0.0.1:1"
+token = "t"
+
+[templates.Tank]
+attributes = { Level = "Flaot" }
+
+[templates.Pump]
+attributes = { Speed = "Float" }
+scripts = { Run = "scripts/missing.rhai" }
+
+[instances.P-1]
+template = "Pmp"
+site = "s"
+
+[instances.P-2]
+template = "Pump"
+site = "nowhere"
+values = { Speed = "fast" }
+
+[api_keys.k]
+hash = "md5:abc"
+
+[bogus]
+x = 1
+"#;
+        let path = dir.path().join("switchyard.toml");
+        write(dir.path(), "switchyard.toml", text);
+        let errors = Config::load(&path).unwrap_err();
+        let shown = errors.to_string();
+        let expect = [
+            (7, "templates.Tank: invalid type at column 1: unknown type `Flaot`"),
+            (11, "script file"),
+            (14, "instances.P-1: unknown template `Pmp`"),
+            (19, "instances.P-2: unknown site `nowhere`"),
+            (20, r#"instances.P-2.values.Speed: expected Float, found String "fast""#),
+            (23, "api_keys.k.hash"),
+            (25, "unknown section `bogus`"),
+        ];
+        for (line, needle) in expect {
+            assert!(
+                errors.0.iter().any(|e| e.line == line && e.message.contains(needle)),
+                "missing line {line} `{needle}` in:\n{shown}"
+            );
+        }
+        assert!(shown.starts_with(&path.display().to_string()), "{shown}");
+    }
+
+    #[test]
+    fn syntax_errors_are_located_and_do_not_hide_later_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = "[sites.s]\nlisten = \n[instances.X]\ntemplate = \"T\"\nsite = \"s\"\n";
+        let errors = Config::parse(text, &path).unwrap_err();
+        assert!(errors.0.iter().any(|e| e.line == 2), "{errors}");
+    }
+
+    #[test]
+    fn literal_secrets_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let config = Config::parse("[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"dev\"\n", &path).unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert_eq!(config.warnings[0].line, 3);
+        assert!(config.warnings[0].message.contains("sites.s.token"));
+    }
+}
