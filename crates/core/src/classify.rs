@@ -49,6 +49,35 @@ pub fn reqwest_error(err: &reqwest::Error) -> Failure {
     }
 }
 
+/// Any transport error → failure, by walking its cause chain: a [`Failure`] already in
+/// the chain wins, then reqwest and I/O errors are classified by what they are; anything
+/// else is treated as transient (it will be retried, then parked — never dropped).
+pub fn any_error(err: &(dyn std::error::Error + 'static)) -> Failure {
+    if let Some(failure) = Failure::find(err) {
+        return failure.clone();
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            return reqwest_error(r);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io_error(io);
+        }
+        current = e.source();
+    }
+    Failure::transient(codes::CONNECTION, error_chain(err))
+}
+
+/// An I/O error → failure: timeouts are `TIMEOUT`, everything else `CONNECTION`; both
+/// transient.
+pub fn io_error(err: &std::io::Error) -> Failure {
+    match err.kind() {
+        std::io::ErrorKind::TimedOut => Failure::transient(codes::TIMEOUT, format!("timed out: {err}")),
+        _ => Failure::transient(codes::CONNECTION, format!("connection failed: {err}")),
+    }
+}
+
 /// The messages of an error and its sources, joined with `: `.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
@@ -164,6 +193,17 @@ mod tests {
         assert_eq!(http_failure(500, "", wait).retry_after, None);
         assert_eq!(parse_retry_after(" 12 "), Some(Duration::from_secs(12)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn error_chains_are_classified_by_their_causes() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let f = any_error(&refused);
+        assert_eq!((f.class, f.code.as_str()), (Transient, codes::CONNECTION));
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert_eq!(any_error(&timeout).code, codes::TIMEOUT);
+        let inner = Failure::permanent(codes::BAD_RESPONSE, "garbage");
+        assert_eq!(any_error(&inner), inner);
     }
 
     #[test]

@@ -1,1 +1,25 @@
-//! placeholder
+//! The tower layers every switchyard surface is built from (SPEC §1):
+//!
+//! | layer | inbound (Inbound API) | outbound (ExternalSystem, Database, Notify, Route.To) |
+//! |---|---|---|
+//! | [`auth`] | verify `X-API-Key`, per-method approval | attach credentials |
+//! | [`validate`] | request params vs method definition | call params vs external-method definition |
+//! | [`deadline`] | per-method timeout | per-system timeout capped by the caller's budget |
+//! | [`classify`] | — (the API maps errors to statuses) | failure → transient / permanent |
+//! | [`store_forward`] | never (`CD-IA-8`) | `CachedCall`, `CachedWrite`, `Notify…Send` |
+//!
+//! Each layer is generic over a small trait of the request (or a pluggable extension
+//! point such as [`auth::KeyStore`], [`validate::ValidateRequest`], [`classify::Classify`],
+//! [`store_forward::Outbox`]), so the same layer wraps inbound and outbound stacks and can
+//! be used alone. Layers that add a failure return `BoxError` holding a small marker
+//! type (`Unauthorized`, `Invalid`, `Elapsed`, `Failure`) that callers test with
+//! `err.is::<T>()`.
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod classify;
+pub mod deadline;
+pub mod store_forward;
+pub mod validate;
