@@ -122,8 +122,9 @@ impl std::fmt::Debug for FjallOutbox {
     }
 }
 
-/// Most events the writer folds into one batch (one commit, at most one sync).
+/// Most events the writer folds into one batch.
 const MAX_GROUP: usize = 4096;
+
 
 impl FjallOutbox {
     /// Opens (or creates) the outbox in `dir` and starts its writer thread. Messages
@@ -417,7 +418,23 @@ struct Writer {
 
 impl Writer {
     fn run(self, rx: crossbeam_channel::Receiver<Command>) {
+        let syncs = Arc::new(SyncQueue::default());
+        let syncer = {
+            let syncs = syncs.clone();
+            let db = self.shared.db.clone();
+            std::thread::Builder::new().name("sf-sync".into()).spawn(move || syncs.run(&db))
+        };
+        let syncer = match syncer {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the outbox sync thread; syncing inline");
+                None
+            }
+        };
         while let Ok(first) = rx.recv() {
+            // Group commit: everything that queued up while the previous batch was being
+            // written or synced goes into one batch; the sync thread then covers it with
+            // one fsync while this thread already takes the next batch.
             let mut stop = first.shutdown;
             let mut group = vec![first];
             let mut events = group[0].events.len();
@@ -431,16 +448,23 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            self.commit_group(group, syncer.as_ref().map(|_| &*syncs));
             if stop {
                 break;
             }
+        }
+        syncs.close();
+        if let Some(handle) = syncer {
+            let _ = handle.join();
         }
         // Every sender is gone: make what was written durable before the thread ends.
         let _ = self.shared.db.persist(PersistMode::SyncAll);
     }
 
-    fn commit_group(&self, group: Vec<Command>) {
+    /// Writes one group. Durable commands are answered by the sync thread (or here,
+    /// after an inline sync, when there is none); the others as soon as the batch is
+    /// written.
+    fn commit_group(&self, group: Vec<Command>, syncs: Option<&SyncQueue>) {
         let refusal = if group.iter().any(|c| c.events.iter().any(|e| matches!(e, OutboxEvent::Enqueued(_)))) {
             self.check_disk()
         } else {
@@ -450,7 +474,6 @@ impl Writer {
         let mut deltas: HashMap<(Category, String), (i64, i64)> = HashMap::new();
         let mut touched: HashSet<MessageId> = HashSet::new();
         let mut results: Vec<Result<(), OutboxError>> = Vec::with_capacity(group.len());
-        let mut durable = false;
         let mut new_work = false;
         for cmd in &group {
             let enqueues = cmd.events.iter().any(|e| matches!(e, OutboxEvent::Enqueued(_)));
@@ -465,24 +488,35 @@ impl Writer {
                 }
                 new_work |= matches!(event, OutboxEvent::Enqueued(_) | OutboxEvent::Retried { .. });
             }
-            durable |= cmd.durable;
             results.push(result);
         }
-        let committed = self.write(batch, &deltas, durable);
+        let mut committed = self.write(batch, &deltas);
+        let inline_sync = syncs.is_none() && group.iter().any(|c| c.durable);
+        if committed.is_ok() && inline_sync {
+            committed = self.shared.db.persist(PersistMode::SyncData).map_err(OutboxError::from);
+        }
         if committed.is_ok() {
             self.merge_counts(&deltas);
             if new_work {
                 self.shared.work.notify_one();
             }
         }
+        let mut to_sync = Vec::new();
         for (cmd, result) in group.into_iter().zip(results) {
             let result = match (&committed, result) {
                 (Err(e), Ok(())) => Err(e.clone()),
                 (_, r) => r,
             };
-            if let Some(reply) = cmd.reply {
-                let _ = reply.send(result);
+            let Some(reply) = cmd.reply else { continue };
+            match (result, syncs) {
+                (Ok(()), Some(_)) if cmd.durable => to_sync.push(reply),
+                (result, _) => {
+                    let _ = reply.send(result);
+                }
             }
+        }
+        if let Some(syncs) = syncs {
+            syncs.push(to_sync);
         }
     }
 
@@ -556,7 +590,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write(&self, mut batch: fjall::OwnedWriteBatch, deltas: &HashMap<(Category, String), (i64, i64)>, durable: bool) -> Result<(), OutboxError> {
+    fn write(&self, mut batch: fjall::OwnedWriteBatch, deltas: &HashMap<(Category, String), (i64, i64)>) -> Result<(), OutboxError> {
         {
             let counts = self.shared.counts.lock().unwrap_or_else(|p| p.into_inner());
             for ((category, target), (dp, dk)) in deltas {
@@ -566,9 +600,6 @@ impl Writer {
             }
         }
         batch.commit()?;
-        if durable {
-            self.shared.db.persist(PersistMode::SyncData)?;
-        }
         Ok(())
     }
 
@@ -582,6 +613,51 @@ impl Writer {
             *entry = apply_delta(*entry, *dp, *dk);
             metrics::gauge!("switchyard_sf_pending", "category" => category.as_str(), "target" => target.clone()).set(entry.pending as f64);
             metrics::gauge!("switchyard_sf_parked", "category" => category.as_str(), "target" => target.clone()).set(entry.parked as f64);
+        }
+    }
+}
+
+/// Replies waiting for the next fsync. The sync thread takes all of them, syncs once,
+/// and answers them together: everything written while one sync runs shares the next.
+#[derive(Default)]
+struct SyncQueue {
+    state: Mutex<(Vec<Reply>, bool)>,
+    wake: std::sync::Condvar,
+}
+
+impl SyncQueue {
+    fn push(&self, replies: Vec<Reply>) {
+        if replies.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0.extend(replies);
+        self.wake.notify_one();
+    }
+
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.wake.notify_one();
+    }
+
+    fn run(&self, db: &Database) {
+        loop {
+            let waiting = {
+                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                while state.0.is_empty() && !state.1 {
+                    state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                if state.0.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut state.0)
+            };
+            // Every reply taken was written before this sync started.
+            let result = db.persist(PersistMode::SyncData).map_err(OutboxError::from);
+            for reply in waiting {
+                let _ = reply.send(result.clone());
+            }
         }
     }
 }
