@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod error;
 pub mod id;
 pub mod retry;
+pub mod script;
 pub mod types;
 pub mod units;
 

@@ -398,7 +398,7 @@ impl Loader<'_> {
     /// Reads a script file named in the config; a missing file is an error at the path.
     fn script(&mut self, path: &Spanned<String>) -> Option<ScriptSource> {
         let full = self.base_dir.join(path.get_ref());
-        match std::fs::read_to_string(&full) {
+        match read_small_file(&full) {
             Ok(source) => Some(ScriptSource { path: full.display().to_string(), source }),
             Err(e) => {
                 let reason = if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
@@ -620,7 +620,7 @@ impl Loader<'_> {
         let ca_pem = match &raw.ca_file {
             Some(path) => {
                 let full = self.base_dir.join(path.get_ref());
-                match std::fs::read_to_string(&full) {
+                match read_small_file(&full) {
                     Ok(pem) => Some(pem),
                     Err(e) => {
                         ok = false;
@@ -659,6 +659,22 @@ impl Loader<'_> {
         }
         ok.then(|| NotificationListDef { recipients: raw.recipients.into_iter().map(Spanned::into_inner).collect() })
     }
+}
+
+/// Largest script or certificate file the loader reads.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Reads a regular file of reasonable size (a path to a device or a pipe is refused
+/// rather than read forever).
+fn read_small_file(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!("larger than {} MiB", MAX_FILE_BYTES >> 20)));
+    }
+    std::fs::read_to_string(path)
 }
 
 fn looks_like_address(text: &str) -> bool {

@@ -1,0 +1,210 @@
+//! Engine construction: `Engine::new_raw()` plus one shared standard package, explicit
+//! sandbox limits, no `eval`, no `import`, and a deadline checked from the progress
+//! callback.
+
+use super::error::CompileError;
+use crate::config::ScriptSource;
+use rhai::packages::{Package, StandardPackage};
+use rhai::{AST, Dynamic, Engine};
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Sandbox limits of every script run.
+#[derive(Debug, Clone)]
+pub struct ScriptLimits {
+    /// Operations per run (a runaway loop hits the deadline or this, whichever first).
+    pub max_operations: u64,
+    /// Nested function calls within a script.
+    pub max_call_levels: usize,
+    /// Longest string, in bytes.
+    pub max_string_size: usize,
+    /// Largest array.
+    pub max_array_size: usize,
+    /// Largest object map.
+    pub max_map_size: usize,
+    /// Variables in scope at once.
+    pub max_variables: usize,
+    /// Expression nesting (statements, function bodies).
+    pub max_expr_depth: (usize, usize),
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        ScriptLimits {
+            max_operations: 500_000_000,
+            max_call_levels: 48,
+            max_string_size: 4 << 20,
+            max_array_size: 50_000,
+            max_map_size: 50_000,
+            max_variables: 1_000,
+            max_expr_depth: (64, 32),
+        }
+    }
+}
+
+thread_local! {
+    /// Deadline of the script run on this thread (set by the pool around each job).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Script-to-script calls (Shared.Call, CallScript) in progress on this thread.
+    static NESTING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How deep scripts may call other scripts (each call is a new AST evaluation on the
+/// native stack).
+const MAX_NESTED_SCRIPTS: usize = 16;
+
+pub(super) fn set_deadline(deadline: Option<Instant>) {
+    DEADLINE.with(|d| d.set(deadline));
+}
+
+/// The deadline of the script running on this thread, if any: native functions cap
+/// their I/O with it.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.with(Cell::get)
+}
+
+/// Guard of a nested script call; dropping it leaves the nesting level.
+#[derive(Debug)]
+pub struct NestedCall(());
+
+impl Drop for NestedCall {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Enters a script-to-script call, or refuses when scripts are nested too deeply
+/// (mutual recursion between shared scripts ends here instead of overflowing the stack).
+pub fn enter_nested_call() -> Result<NestedCall, String> {
+    NESTING.with(|n| {
+        if n.get() >= MAX_NESTED_SCRIPTS {
+            Err(format!("scripts nested more than {MAX_NESTED_SCRIPTS} deep (script calls itself?)"))
+        } else {
+            n.set(n.get() + 1);
+            Ok(NestedCall(()))
+        }
+    })
+}
+
+fn standard_package() -> &'static StandardPackage {
+    static PACKAGE: OnceLock<StandardPackage> = OnceLock::new();
+    PACKAGE.get_or_init(StandardPackage::new)
+}
+
+/// A sandboxed engine; `register` adds the node's API types (Instance, Route, …).
+pub fn new_engine(limits: &ScriptLimits, register: impl FnOnce(&mut Engine)) -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(standard_package().as_shared_module());
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_variables(limits.max_variables)
+        .set_max_expr_depths(limits.max_expr_depth.0, limits.max_expr_depth.1);
+    // No dynamic code and no file imports: shared code is reached with Shared.Call.
+    engine.disable_symbol("eval");
+    engine.disable_symbol("import");
+    engine.on_progress(|operations| {
+        if operations % 1024 != 0 {
+            return None;
+        }
+        match current_deadline() {
+            Some(deadline) if Instant::now() >= deadline => Some(Dynamic::from("deadline")),
+            _ => None,
+        }
+    });
+    engine.on_print(|text| tracing::info!(target: "switchyard::script", "{text}"));
+    engine.on_debug(|text, source, pos| tracing::debug!(target: "switchyard::script", source, %pos, "{text}"));
+    register(&mut engine);
+    engine
+}
+
+/// Compiles a script; errors carry `file:line:col`.
+pub fn compile(engine: &Engine, script: &ScriptSource) -> Result<AST, CompileError> {
+    match engine.compile(&script.source) {
+        Ok(mut ast) => {
+            ast.set_source(script.path.as_str());
+            Ok(ast)
+        }
+        Err(e) => {
+            let message = e.0.to_string();
+            let message = if message.contains("'import'") {
+                "`import` is not allowed in switchyard scripts; call shared scripts with Shared.Call(name, params)".to_string()
+            } else if message.contains("'eval'") {
+                "`eval` is not allowed in switchyard scripts".to_string()
+            } else {
+                message
+            };
+            Err(CompileError { file: script.path.clone(), line: e.1.line().unwrap_or(1), column: e.1.position().unwrap_or(1), message })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> ScriptSource {
+        ScriptSource { path: "scripts/x.rhai".into(), source: text.into() }
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let engine = new_engine(&ScriptLimits::default(), |_| {});
+        let err = compile(&engine, &source("let a = 1;\nlet b = ;\n")).unwrap_err();
+        assert_eq!((err.line, err.column), (2, 9), "{err}");
+        assert!(err.to_string().starts_with("scripts/x.rhai:2:9: "), "{err}");
+    }
+
+    #[test]
+    fn eval_and_import_are_refused_at_compile_time() {
+        let engine = new_engine(&ScriptLimits::default(), |_| {});
+        let err = compile(&engine, &source("eval(\"1 + 1\")")).unwrap_err();
+        assert!(err.message.contains("`eval` is not allowed"), "{err}");
+        let err = compile(&engine, &source("import \"other\" as o;\n1")).unwrap_err();
+        assert!(err.message.contains("`import` is not allowed"), "{err}");
+    }
+
+    #[test]
+    fn the_deadline_stops_an_endless_loop() {
+        let engine = new_engine(&ScriptLimits::default(), |_| {});
+        let ast = compile(&engine, &source("loop { }")).unwrap();
+        set_deadline(Some(Instant::now() + std::time::Duration::from_millis(50)));
+        let started = Instant::now();
+        let err = engine.eval_ast::<Dynamic>(&ast).unwrap_err();
+        set_deadline(None);
+        assert!(matches!(*err, rhai::EvalAltResult::ErrorTerminated(..)), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn sandbox_limits_hold() {
+        // Smaller sizes than the defaults keep this quick: rhai re-checks a container's
+        // size on every growth, so filling one to the limit costs quadratic time.
+        let limits = ScriptLimits { max_array_size: 2_000, max_string_size: 1 << 16, ..ScriptLimits::default() };
+        let engine = new_engine(&limits, |_| {});
+        for (text, needle) in [
+            ("let s = \"x\"; loop { s += s; }", "Length of string"),
+            ("let a = []; loop { a.push(1); }", "Size of array"),
+            ("fn f(n) { f(n + 1) } f(0)", "Stack overflow"),
+        ] {
+            let ast = compile(&engine, &source(text)).unwrap();
+            let err = engine.eval_ast::<Dynamic>(&ast).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut guards = Vec::new();
+        for _ in 0..MAX_NESTED_SCRIPTS {
+            guards.push(enter_nested_call().unwrap());
+        }
+        assert!(enter_nested_call().is_err());
+        guards.pop();
+        assert!(enter_nested_call().is_ok());
+    }
+}

@@ -1,0 +1,214 @@
+//! The dedicated script pool (`CD-ESG-7`): scripts run on their own OS threads, never on
+//! the async runtime's workers, so a script blocked on I/O cannot slow the HTTP server
+//! or the store-and-forward forwarder. Calls from outside wait in a bounded queue and
+//! are refused at once ([`Overloaded`]) when it is full; work the node gives itself
+//! (alarm on-trigger scripts) has its own queue and is never dropped.
+
+use super::engine::set_deadline;
+use crate::Deadline;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The queue is full; the caller should answer "overloaded" rather than wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the script pool is saturated")]
+pub struct Overloaded;
+
+/// The pool was shut down before the job ran (or the job panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the script did not run to completion (pool stopped or script panicked)")]
+pub struct PoolClosed;
+
+struct Job {
+    deadline: Option<std::time::Instant>,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+struct Shared {
+    name: String,
+    queued: AtomicUsize,
+    busy: AtomicUsize,
+    threads: usize,
+}
+
+/// A fixed set of script threads with a bounded queue.
+#[derive(Clone)]
+pub struct ScriptPool {
+    external: Sender<Job>,
+    internal: Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ScriptPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptPool")
+            .field("name", &self.shared.name)
+            .field("threads", &self.shared.threads)
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl ScriptPool {
+    /// Starts `threads` script threads named `{name}-script-N`; `queue` calls may wait.
+    pub fn new(name: &str, threads: usize, queue: usize) -> ScriptPool {
+        let (external, external_rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+        let (internal, internal_rx) = crossbeam_channel::unbounded::<Job>();
+        let shared = Arc::new(Shared { name: name.to_string(), queued: AtomicUsize::new(0), busy: AtomicUsize::new(0), threads: threads.max(1) });
+        for i in 0..shared.threads {
+            let (external_rx, internal_rx, shared) = (external_rx.clone(), internal_rx.clone(), shared.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-script-{i}"))
+                .stack_size(8 << 20)
+                .spawn(move || worker(&external_rx, &internal_rx, &shared));
+            if let Err(e) = spawned {
+                tracing::error!(pool = name, error = %e, "cannot start a script thread");
+            }
+        }
+        ScriptPool { external, internal, shared }
+    }
+
+    /// Queues `job` to run with `deadline` on a script thread; refuses at once when the
+    /// queue is full. The returned future resolves to the job's result.
+    pub fn submit<T, F>(&self, deadline: Deadline, job: F) -> Result<impl Future<Output = Result<T, PoolClosed>> + Send + 'static, Overloaded>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = self.job(Some(deadline), job, tx);
+        match self.external.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(Overloaded);
+            }
+        }
+        self.publish();
+        Ok(async move { rx.await.map_err(|_| PoolClosed) })
+    }
+
+    /// Queues work the node gives itself (alarm on-trigger scripts): never refused,
+    /// never awaited.
+    pub fn spawn_internal<F>(&self, deadline: Deadline, job: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let (tx, _rx) = tokio::sync::oneshot::channel::<()>();
+        let job = self.job(Some(deadline), job, tx);
+        if self.internal.send(job).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(pool = %self.shared.name, "script pool stopped; internal job not run");
+        }
+        self.publish();
+    }
+
+    fn job<T, F>(&self, deadline: Option<Deadline>, job: F, tx: tokio::sync::oneshot::Sender<T>) -> Job
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        Job {
+            deadline: deadline.map(|d| d.instant().into_std()),
+            run: Box::new(move || {
+                let _ = tx.send(job());
+            }),
+        }
+    }
+
+    /// Calls waiting for a thread.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// Threads running a script now.
+    pub fn busy(&self) -> usize {
+        self.shared.busy.load(Ordering::Relaxed)
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.shared.threads
+    }
+
+    fn publish(&self) {
+        publish(&self.shared);
+    }
+}
+
+fn publish(shared: &Shared) {
+    metrics::gauge!("switchyard_script_queue", "pool" => shared.name.clone()).set(shared.queued.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("switchyard_script_busy", "pool" => shared.name.clone()).set(shared.busy.load(Ordering::Relaxed) as f64);
+}
+
+fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
+    loop {
+        // Work the node gave itself first, then callers, in arrival order.
+        let job = match internal.try_recv() {
+            Ok(job) => Ok(job),
+            Err(_) => crossbeam_channel::select! {
+                recv(internal) -> job => job,
+                recv(external) -> job => job,
+            },
+        };
+        // Both queues close together, when the last pool handle is dropped.
+        let Ok(job) = job else { return };
+        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        shared.busy.fetch_add(1, Ordering::Relaxed);
+        publish(shared);
+        set_deadline(job.deadline);
+        // A panicking script binding must not take the thread down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.run));
+        set_deadline(None);
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+        publish(shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn runs_jobs_off_the_runtime_and_refuses_when_full() {
+        let pool = ScriptPool::new("t", 1, 1);
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g = gate.clone();
+        let first = pool
+            .submit(Deadline::after(Duration::from_secs(5)), move || {
+                g.wait();
+                std::thread::current().name().map(str::to_string)
+            })
+            .unwrap();
+        // Wait until the first job occupies the only thread.
+        while pool.busy() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let second = pool.submit(Deadline::after(Duration::from_secs(5)), || 2).unwrap();
+        assert!(matches!(pool.submit(Deadline::after(Duration::from_secs(5)), || 3), Err(Overloaded)));
+        gate.wait();
+        assert_eq!(first.await.unwrap().as_deref(), Some("t-script-0"));
+        assert_eq!(second.await.unwrap(), 2);
+        assert_eq!(pool.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_kill_the_thread() {
+        let pool = ScriptPool::new("p", 1, 4);
+        let boom = pool.submit(Deadline::after(Duration::from_secs(5)), || -> u8 { panic!("binding bug") }).unwrap();
+        assert_eq!(boom.await, Err(PoolClosed));
+        let after = pool.submit(Deadline::after(Duration::from_secs(5)), || 7).unwrap();
+        assert_eq!(after.await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_is_visible_to_the_job() {
+        let pool = ScriptPool::new("d", 1, 4);
+        let seen = pool.submit(Deadline::after(Duration::from_secs(5)), super::super::engine::current_deadline).unwrap();
+        assert!(seen.await.unwrap().is_some());
+    }
+}
