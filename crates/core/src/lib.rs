@@ -7,9 +7,11 @@
 
 pub mod classify;
 pub mod config;
+pub mod database;
 pub mod deadline;
 pub mod error;
 pub mod id;
+pub mod protocol;
 pub mod retry;
 pub mod script;
 pub mod types;

@@ -1,0 +1,280 @@
+//! Database access (`[5.6-*]`, `CD-ESG-8/9`, `CD-IA-10`): one pool per named connection,
+//! chosen by the connection's URL — `mssql://…` or an ADO string (tiberius with a
+//! bb8-tiberius pool), `postgres://…` (tokio-postgres with a bb8 pool), `sqlite://path`
+//! (rusqlite; the embedded default for examples and tests).
+//!
+//! A [`DbConnection`] gives scripts full control — queries, updates, transactions,
+//! stored procedures — with parameters always bound, never interpolated. Every failure
+//! is a [`Failure`] classified transient (connection, timeout, deadlock) or permanent
+//! (syntax, constraint), which decides whether `CachedWrite` buffers it.
+
+mod mssql;
+mod postgres;
+mod sqlite;
+
+pub use mssql::MssqlTarget;
+
+use crate::Deadline;
+use crate::config::{DatabaseDef, DatabaseTarget};
+use crate::error::{Failure, codes};
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+/// Rows as scripts see them: one map per row, column name → value.
+pub type Rows = Vec<Map<String, Value>>;
+
+/// The pool of one named connection.
+pub struct DatabasePool {
+    name: String,
+    timeout: Duration,
+    kind: PoolKind,
+}
+
+impl std::fmt::Debug for DatabasePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabasePool").field("name", &self.name).field("driver", &self.driver()).finish()
+    }
+}
+
+enum PoolKind {
+    Sqlite(sqlite::Pool),
+    Postgres(postgres::Pool),
+    Mssql(mssql::Pool),
+}
+
+impl DatabasePool {
+    /// Creates the pool; no connection is made until one is needed (a database that is
+    /// down at start-up does not stop the node). `base_dir` resolves relative SQLite
+    /// paths and secret files. Must be called inside a tokio runtime.
+    pub fn open(name: &str, def: &DatabaseDef, base_dir: &Path) -> Result<DatabasePool, Failure> {
+        let invalid = |message: String| Failure::permanent(codes::DATABASE, format!("database `{name}`: {message}"));
+        let kind = match &def.target {
+            DatabaseTarget::Ado(secret) => {
+                let ado = secret.resolve(base_dir).map_err(invalid)?;
+                PoolKind::Mssql(mssql::Pool::from_ado(ado.expose(), def).map_err(invalid)?)
+            }
+            DatabaseTarget::Url(secret) => {
+                let url = secret.resolve(base_dir).map_err(invalid)?;
+                let url = url.expose();
+                let scheme = url.split("://").next().unwrap_or("");
+                match scheme {
+                    "sqlite" => PoolKind::Sqlite(sqlite::Pool::new(&url["sqlite://".len()..], base_dir, def)),
+                    "postgres" | "postgresql" => PoolKind::Postgres(postgres::Pool::new(url, def).map_err(invalid)?),
+                    "mssql" | "sqlserver" => PoolKind::Mssql(mssql::Pool::from_url(url, def).map_err(invalid)?),
+                    other => return Err(invalid(format!("unsupported URL scheme `{other}` (use mssql://, postgres:// or sqlite://)"))),
+                }
+            }
+        };
+        Ok(DatabasePool { name: name.to_string(), timeout: def.timeout, kind })
+    }
+
+    /// The connection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `sqlite`, `postgres` or `mssql`.
+    pub fn driver(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Sqlite(_) => "sqlite",
+            PoolKind::Postgres(_) => "postgres",
+            PoolKind::Mssql(_) => "mssql",
+        }
+    }
+
+    /// Checks a connection out of the pool.
+    pub async fn connect(&self, deadline: Option<Deadline>) -> Result<DbConnection, Failure> {
+        let budget = self.budget(deadline);
+        let conn = with_timeout(budget, async {
+            Ok(match &self.kind {
+                PoolKind::Sqlite(p) => Conn::Sqlite(p.get().await?),
+                PoolKind::Postgres(p) => Conn::Postgres(p.get().await?),
+                PoolKind::Mssql(p) => Conn::Mssql(p.get().await?),
+            })
+        })
+        .await
+        .map_err(|f| f.context(format!("database `{}`", self.name)))?;
+        Ok(DbConnection { name: self.name.clone(), timeout: self.timeout, deadline, conn: Some(conn), in_transaction: false })
+    }
+
+    /// Runs one write on a pooled connection (what `CachedWrite` and its retries do).
+    pub async fn execute(&self, sql: &str, params: &[Value], deadline: Option<Deadline>) -> Result<u64, Failure> {
+        let mut conn = self.connect(deadline).await?;
+        let result = conn.execute(sql, params).await;
+        conn.close().await;
+        result
+    }
+
+    fn budget(&self, deadline: Option<Deadline>) -> Duration {
+        deadline.map_or(self.timeout, |d| d.cap(self.timeout))
+    }
+}
+
+enum Conn {
+    Sqlite(sqlite::Conn),
+    Postgres(postgres::Conn),
+    Mssql(mssql::Conn),
+}
+
+/// A connection checked out for a script (`Database.Connection(name)`). Scripts get
+/// the raw power of the database; `close` (called when the script ends) rolls back a
+/// transaction left open and returns the connection to the pool.
+pub struct DbConnection {
+    name: String,
+    timeout: Duration,
+    deadline: Option<Deadline>,
+    conn: Option<Conn>,
+    in_transaction: bool,
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConnection").field("name", &self.name).field("in_transaction", &self.in_transaction).finish()
+    }
+}
+
+macro_rules! on_conn {
+    ($self:ident, $c:ident => $body:expr) => {{
+        let budget = $self.deadline.map_or($self.timeout, |d| d.cap($self.timeout));
+        let name = $self.name.clone();
+        let conn = $self.conn.as_mut().ok_or_else(|| Failure::permanent(codes::DATABASE, format!("database `{name}`: connection already closed")))?;
+        with_timeout(budget, async move {
+            match conn {
+                Conn::Sqlite($c) => $body,
+                Conn::Postgres($c) => $body,
+                Conn::Mssql($c) => $body,
+            }
+        })
+        .await
+        .map_err(|f| f.context(format!("database `{name}`")))
+    }};
+}
+
+impl DbConnection {
+    /// Runs a query; returns its rows.
+    pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Failure> {
+        on_conn!(self, c => c.query(sql, params).await)
+    }
+
+    /// Runs a statement; returns the rows affected.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
+        on_conn!(self, c => c.execute(sql, params).await)
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&mut self) -> Result<(), Failure> {
+        if self.in_transaction {
+            return Err(Failure::permanent(codes::DATABASE, format!("database `{}`: a transaction is already open", self.name)));
+        }
+        on_conn!(self, c => c.batch(TxCommand::Begin).await)?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the open transaction.
+    pub async fn commit(&mut self) -> Result<(), Failure> {
+        self.require_transaction("Commit")?;
+        let result = on_conn!(self, c => c.batch(TxCommand::Commit).await);
+        self.in_transaction = false;
+        result
+    }
+
+    /// Rolls back the open transaction.
+    pub async fn rollback(&mut self) -> Result<(), Failure> {
+        self.require_transaction("Rollback")?;
+        let result = on_conn!(self, c => c.batch(TxCommand::Rollback).await);
+        self.in_transaction = false;
+        result
+    }
+
+    /// Calls a stored procedure (or, on PostgreSQL, a function); returns its rows.
+    pub async fn call_procedure(&mut self, procedure: &str, params: &[Value]) -> Result<Rows, Failure> {
+        if procedure.is_empty() || !procedure.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            return Err(Failure::permanent(codes::DATABASE, format!("database `{}`: `{procedure}` is not a valid procedure name", self.name)));
+        }
+        on_conn!(self, c => c.call_procedure(procedure, params).await)
+    }
+
+    /// Whether a transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Rolls back a transaction left open and returns the connection to the pool.
+    pub async fn close(mut self) {
+        if self.in_transaction {
+            if let Err(e) = self.rollback().await {
+                tracing::warn!(database = %self.name, error = %e, "rollback of an unfinished transaction failed; dropping the connection");
+                if let Some(conn) = self.conn.take() {
+                    conn.abandon_transaction();
+                }
+            }
+        }
+    }
+
+    fn require_transaction(&self, what: &str) -> Result<(), Failure> {
+        if self.in_transaction {
+            Ok(())
+        } else {
+            Err(Failure::permanent(codes::DATABASE, format!("database `{}`: {what} without Begin", self.name)))
+        }
+    }
+}
+
+impl Drop for DbConnection {
+    fn drop(&mut self) {
+        // A connection must never go back to the pool inside a transaction: if the owner
+        // did not `close` it, roll it back on the way.
+        if self.in_transaction {
+            if let Some(conn) = self.conn.take() {
+                conn.abandon_transaction();
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Gets rid of a connection whose transaction is still open, without ever handing
+    /// it to the next user mid-transaction.
+    fn abandon_transaction(self) {
+        match self {
+            Conn::Sqlite(c) => c.abandon_transaction(),
+            Conn::Postgres(c) => c.abandon_transaction(),
+            Conn::Mssql(c) => c.abandon_transaction(),
+        }
+    }
+}
+
+/// Transaction control statements.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TxCommand {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+async fn with_timeout<T>(budget: Duration, work: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    match tokio::time::timeout(budget, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::transient(codes::TIMEOUT, format!("timed out after {}", humantime::format_duration(budget)))),
+    }
+}
+
+/// A JSON parameter as text, for drivers that need one (objects and lists are bound as
+/// their JSON text).
+pub(crate) fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Failure for a value that cannot be bound.
+pub(crate) fn bad_param(index: usize, message: impl std::fmt::Display) -> Failure {
+    Failure::permanent(codes::DATABASE, format!("parameter {}: {message}", index + 1))
+}
+
+#[cfg(test)]
+mod tests;
