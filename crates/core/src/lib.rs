@@ -14,6 +14,7 @@ pub mod id;
 pub mod protocol;
 pub mod retry;
 pub mod script;
+pub mod tls;
 pub mod types;
 pub mod units;
 

@@ -23,12 +23,14 @@
 //! # }
 //! ```
 
+mod connection;
 mod convert;
 mod engine;
 mod error;
 mod log;
 mod pool;
 
+pub use connection::{ConnectionApi, ConnectionTracker, sql_params};
 pub use convert::{failure_error, failure_map, from_dynamic, to_dynamic};
 pub use engine::{ScriptLimits, compile, current_deadline, enter_nested_call, new_engine};
 pub use error::{CompileError, ScriptError};

@@ -64,6 +64,26 @@ pub trait HasDeadline {
     fn deadline(&self) -> Option<Deadline>;
 }
 
+/// The budget of an HTTP request, carried in its extensions: outbound HTTP stacks put
+/// the system timeout and the script's deadline here for [`EnforceDeadline`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// The system's timeout.
+    pub timeout: Option<Duration>,
+    /// The caller's deadline.
+    pub deadline: Option<Deadline>,
+}
+
+impl<B> HasDeadline for http::Request<B> {
+    fn timeout(&self) -> Option<Duration> {
+        self.extensions().get::<Budget>().and_then(|b| b.timeout)
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        self.extensions().get::<Budget>().and_then(|b| b.deadline)
+    }
+}
+
 /// Fails requests that outlive their budget.
 #[derive(Debug, Clone)]
 pub struct EnforceDeadline<S> {

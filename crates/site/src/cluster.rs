@@ -1,0 +1,227 @@
+//! The cluster endpoint (SPEC §7): what central calls on a site. Every route requires
+//! `Authorization: Bearer <site token>` (compared in constant time); the caller's
+//! remaining deadline arrives in `x-switchyard-deadline-ms`. Errors are
+//! [`ErrorBody`] JSON carrying the failure's class.
+
+use crate::node::SiteNode;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use switchyard_core::deadline::DEADLINE_HEADER;
+use switchyard_core::error::codes;
+use switchyard_core::protocol::{
+    self, AttributeValues, CallScript, Deployed, ErrorBody, GetAttributes, Health, ParkedList, ParkedView, Role, ScriptResult, SetAttributes,
+};
+use switchyard_core::script::ScriptError;
+use switchyard_core::{Deadline, Failure, FailureClass, MessageId};
+use switchyard_layers::store_forward::{OutboxError, ParkedMessage};
+
+/// The cluster endpoint's routes.
+pub fn router(node: Arc<SiteNode>) -> Router {
+    Router::new()
+        .route(protocol::paths::DEPLOY, post(deploy))
+        .route(protocol::paths::CALL, post(call))
+        .route(protocol::paths::GET_ATTRIBUTES, post(get_attributes))
+        .route(protocol::paths::SET_ATTRIBUTES, post(set_attributes))
+        .route(protocol::paths::HEALTH, get(health))
+        .route(protocol::paths::PARKED, get(list_parked))
+        .route(protocol::paths::PARKED_RETRY, post(retry_parked))
+        .route(protocol::paths::PARKED_DISCARD, post(discard_parked))
+        // Only central, holding the site token, gets past this point.
+        .layer(middleware::from_fn_with_state(node.clone(), require_token))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such cluster endpoint", None) })
+        .with_state(node)
+}
+
+async fn require_token(State(node): State<Arc<SiteNode>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if node.token_matches(token) => next.run(request).await,
+        _ => error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong site token", None),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>, class: Option<FailureClass>) -> Response {
+    let body = ErrorBody { error: message.into(), code: code.to_string(), class, status: None };
+    (status, axum::Json(body)).into_response()
+}
+
+fn failure_response(failure: &Failure) -> Response {
+    let status = match (failure.code.as_str(), failure.class) {
+        (codes::NOT_FOUND, _) => StatusCode::NOT_FOUND,
+        (codes::TYPE_MISMATCH | codes::INVALID_PARAMS, _) => StatusCode::BAD_REQUEST,
+        (_, FailureClass::Transient) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, FailureClass::Permanent) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (status, axum::Json(ErrorBody::from_failure(failure))).into_response()
+}
+
+fn script_error_response(what: &str, err: &ScriptError) -> Response {
+    match err {
+        ScriptError::Timeout { .. } => error(StatusCode::GATEWAY_TIMEOUT, codes::TIMEOUT, format!("{what}: {err}"), Some(FailureClass::Transient)),
+        ScriptError::Overloaded => error(StatusCode::SERVICE_UNAVAILABLE, codes::OVERLOADED, format!("{what}: {err}"), Some(FailureClass::Transient)),
+        ScriptError::Failure(f) if f.code == codes::NOT_FOUND => failure_response(f),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, codes::SCRIPT_ERROR, format!("{what}: {other}"), Some(FailureClass::Permanent)),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_JSON", format!("invalid request body: {e}"), Some(FailureClass::Permanent)))
+}
+
+fn deadline(headers: &HeaderMap) -> Result<Option<Deadline>, Response> {
+    match headers.get(DEADLINE_HEADER).map(|v| v.to_str().unwrap_or("")) {
+        None => Ok(None),
+        Some(value) => Deadline::from_header_value(value).map(Some).map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None)),
+    }
+}
+
+fn no_deployment(node: &SiteNode) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "NO_DEPLOYMENT", format!("site {} has no deployment yet", node.name), Some(FailureClass::Transient))
+}
+
+async fn deploy(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
+    let deployment = match parse(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match node.deploy(deployment).await {
+        Ok(revision) => axum::Json(Deployed { revision }).into_response(),
+        Err(errors) => {
+            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            tracing::error!(site = %node.name, errors = %message, "deployment rejected; the previous one stays active");
+            error(StatusCode::UNPROCESSABLE_ENTITY, "DEPLOYMENT_REJECTED", message, Some(FailureClass::Permanent))
+        }
+    }
+}
+
+async fn call(State(node): State<Arc<SiteNode>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: CallScript = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let deadline = match deadline(&headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(runtime) = node.runtime() else { return no_deployment(&node) };
+    let what = format!("{}/{}", request.instance, request.script);
+    match runtime.call_script(&request.instance, &request.script, request.params, deadline).await {
+        Ok(value) => axum::Json(ScriptResult { value }).into_response(),
+        Err(e) => script_error_response(&what, &e),
+    }
+}
+
+async fn get_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
+    let request: GetAttributes = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(runtime) = node.runtime() else { return no_deployment(&node) };
+    match runtime.get_attributes(&request.instance, &request.names) {
+        Ok(values) => axum::Json(AttributeValues { values }).into_response(),
+        Err(f) => failure_response(&f),
+    }
+}
+
+async fn set_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
+    let request: SetAttributes = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(runtime) = node.runtime() else { return no_deployment(&node) };
+    // Storing values touches the disk: not on the async workers.
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let _enter = handle.enter();
+        runtime.set_attributes(&request.instance, &request.values)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => axum::Json(serde_json::json!({})).into_response(),
+        Ok(Err(f)) => failure_response(&f),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None),
+    }
+}
+
+async fn health(State(node): State<Arc<SiteNode>>) -> Response {
+    let counts = node.outbox().counts();
+    let health = Health {
+        site: node.name.clone(),
+        role: Role::Active,
+        revision: node.runtime().map(|r| r.deployment.revision.clone()),
+        pending: counts.iter().map(|c| c.2.pending).sum(),
+        parked: counts.iter().map(|c| c.2.parked).sum(),
+    };
+    axum::Json(health).into_response()
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A parked message as operators see it.
+pub fn parked_view(p: &ParkedMessage) -> ParkedView {
+    let time = |ms: u64| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0)).map(|t| t.to_rfc3339()).unwrap_or_default();
+    ParkedView {
+        id: p.message.id.to_string(),
+        category: p.message.category.to_string(),
+        target: p.message.target.clone(),
+        attempts: p.message.attempts,
+        created: time(p.message.created_ms),
+        parked: time(p.parked_ms),
+        reason: p.reason.clone(),
+        payload: p.message.payload.clone(),
+    }
+}
+
+async fn list_parked(State(node): State<Arc<SiteNode>>, Query(page): Query<PageQuery>) -> Response {
+    let after = match page.after.as_deref().map(str::parse::<MessageId>).transpose() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
+    };
+    let limit = page.limit.unwrap_or(50).clamp(1, 1000);
+    let outbox = node.outbox().clone();
+    match tokio::task::spawn_blocking(move || outbox.list_parked(after, limit)).await {
+        Ok(Ok(page)) => axum::Json(ParkedList { items: page.items.iter().map(parked_view).collect(), next: page.next.map(|id| id.to_string()) }).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, codes::BUFFER_REFUSED, e.to_string(), None),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None),
+    }
+}
+
+fn outbox_result(result: Result<(), OutboxError>, id: MessageId, action: &str) -> Response {
+    match result {
+        Ok(()) => axum::Json(serde_json::json!({ "id": id.to_string(), "status": action })).into_response(),
+        Err(OutboxError::NotFound(_)) => error(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("no parked message with id {id}"), None),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, codes::BUFFER_REFUSED, e.to_string(), None),
+    }
+}
+
+async fn retry_parked(State(node): State<Arc<SiteNode>>, Path(id): Path<String>) -> Response {
+    let id = match id.parse::<MessageId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
+    };
+    outbox_result(node.outbox().retry_parked(id).await, id, "retried")
+}
+
+async fn discard_parked(State(node): State<Arc<SiteNode>>, Path(id): Path<String>) -> Response {
+    let id = match id.parse::<MessageId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
+    };
+    outbox_result(node.outbox().discard_parked(id).await, id, "discarded")
+}

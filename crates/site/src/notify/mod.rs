@@ -1,0 +1,157 @@
+//! The Notification Service (SPEC §5, `[6.*]`, `KDD-ext-4`, `CD-NS-*`):
+//! `Notify.To(list).Send(subject, message)` sends one plain-text e-mail per call, every
+//! recipient of the list in the envelope only (BCC), the `from` address in `To:`. The
+//! stack, from the shared layers:
+//!
+//! ```text
+//! store-and-forward ─▶ deadline ─▶ concurrency limit (max_connections) ─▶ SMTP (lettre pool)
+//! ```
+//!
+//! SMTP 4xx, refused connections and timeouts are transient (buffered, retried with the
+//! SMTP `retry` settings); 5xx are permanent (back to the script).
+
+mod oauth;
+mod smtp;
+
+pub use oauth::TokenSource;
+pub use smtp::{SmtpSender, compose};
+
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::config::{NotificationListDef, SmtpDef};
+use switchyard_core::error::codes;
+use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
+use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
+use switchyard_layers::store_forward::{Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{ServiceBuilder, ServiceExt};
+
+/// One e-mail to send.
+#[derive(Debug, Clone)]
+pub struct Email {
+    /// Message id (store-and-forward).
+    pub id: MessageId,
+    /// The list it was sent to.
+    pub list: String,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub message: String,
+    /// The list's recipients when it was sent (duplicates kept, `CD-NS-2`).
+    pub recipients: Vec<String>,
+    /// The caller's deadline.
+    pub deadline: Option<Deadline>,
+    retry: RetryPolicy,
+    timeout: Duration,
+}
+
+impl HasDeadline for Email {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+}
+
+impl Forwardable for Email {
+    fn to_message(self, failure: &Failure) -> NewMessage {
+        NewMessage {
+            id: self.id,
+            category: Category::Notification,
+            target: self.list.clone(),
+            payload: json!({ "list": self.list, "subject": self.subject, "message": self.message, "recipients": self.recipients }),
+            retry: self.retry,
+            first_delay: self.retry.delay(failure.retry_after),
+            last_error: Some(failure.message.clone()),
+        }
+    }
+}
+
+/// E-mail for a deployment.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    sender: Option<Arc<SmtpSender>>,
+    lists: Arc<BTreeMap<String, NotificationListDef>>,
+    outbox: FjallOutbox,
+}
+
+impl Notifier {
+    /// Prepares SMTP (if configured) and the lists (`[6.1-1-rt]`, `[6.2-2]`).
+    pub fn new(smtp: Option<&SmtpDef>, lists: &BTreeMap<String, NotificationListDef>, base_dir: &Path, outbox: FjallOutbox) -> Notifier {
+        let sender = smtp.map(|def| Arc::new(SmtpSender::new(def.clone(), base_dir)));
+        Notifier { sender, lists: Arc::new(lists.clone()), outbox }
+    }
+
+    fn sender(&self) -> Result<&Arc<SmtpSender>, Failure> {
+        self.sender.as_ref().ok_or_else(|| Failure::permanent(codes::SMTP, "no [smtp] settings are deployed to this site"))
+    }
+
+    /// `Notify.To(list).Send(subject, message)`: `None` when delivered, the message id
+    /// when buffered; permanent failures come back.
+    pub async fn send(&self, list: &str, subject: &str, message: &str, deadline: Option<Deadline>) -> Result<Option<MessageId>, Failure> {
+        let sender = self.sender()?.clone();
+        // The list resolves to its recipients here, at the site (`[6.1-2-rt]`).
+        let recipients = self
+            .lists
+            .get(list)
+            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no notification list named `{list}`")))?
+            .recipients
+            .clone();
+        let email = Email {
+            id: MessageId::new(),
+            list: list.to_string(),
+            subject: subject.to_string(),
+            message: message.to_string(),
+            recipients,
+            deadline,
+            retry: sender.def().retry,
+            timeout: sender.def().timeout,
+        };
+        let stack = ServiceBuilder::new()
+            // A server that is down or throttling must not lose the e-mail or block the script.
+            .layer(StoreForwardLayer::new(self.outbox.clone()))
+            .service(direct(&sender));
+        match stack.oneshot(email).await {
+            Ok(Delivery::Delivered(())) => Ok(None),
+            Ok(Delivery::Buffered { id }) => Ok(Some(id)),
+            Err(e) => Err(switchyard_core::classify::any_error(&*e).context(format!("Notify.To(\"{list}\")"))),
+        }
+    }
+
+    /// The forwarder's path: the stack below store-and-forward, with the recipients the
+    /// e-mail was buffered with.
+    pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
+        let sender = self.sender()?.clone();
+        let text = |key: &str| message.payload[key].as_str().unwrap_or_default().to_string();
+        let recipients = message.payload["recipients"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let email = Email {
+            id: message.id,
+            list: text("list"),
+            subject: text("subject"),
+            message: text("message"),
+            recipients,
+            deadline: None,
+            retry: message.retry,
+            timeout: sender.def().timeout,
+        };
+        direct(&sender).oneshot(email).await.map_err(|e| switchyard_core::classify::any_error(&*e))
+    }
+}
+
+/// The stack below store-and-forward.
+fn direct(sender: &Arc<SmtpSender>) -> impl tower::Service<Email, Response = (), Error = BoxError, Future: Send> + Send + use<> {
+    ServiceBuilder::new()
+        // The SMTP timeout, capped by the script's deadline.
+        .layer(EnforceDeadlineLayer::new(None))
+        // Never more sessions than max_connections (`CD-NS-7`), however many scripts send.
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(sender.sessions()))
+        .service(smtp::SendEmail(sender.clone()))
+}
