@@ -87,6 +87,7 @@ impl SiteNode {
             base_dir: config.base_dir.clone(),
             script_timeout: settings.script_timeout,
             site: site.to_string(),
+            handle: tokio::runtime::Handle::current(),
         };
         let node = Arc::new(SiteNode {
             name: site.to_string(),

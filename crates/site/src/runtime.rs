@@ -39,6 +39,8 @@ pub struct NodeServices {
     pub script_timeout: Duration,
     /// Site name.
     pub site: String,
+    /// The async runtime native script functions hand their I/O to.
+    pub handle: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for NodeServices {
@@ -175,7 +177,7 @@ impl Runtime {
         let deadline = Deadline::earliest(deadline, Some(Deadline::after(self.services.script_timeout))).unwrap_or_else(|| Deadline::after(self.services.script_timeout));
         let budget = deadline.remaining();
         let runtime = self.clone();
-        let handle = tokio::runtime::Handle::current();
+        let handle = self.services.handle.clone();
         let source = format!("{code}/{script}");
         let run = self
             .services
@@ -236,7 +238,7 @@ impl Runtime {
         let deadline = Deadline::after(self.services.script_timeout);
         let runtime = self.clone();
         let instance = instance.clone();
-        let handle = tokio::runtime::Handle::current();
+        let handle = self.services.handle.clone();
         let source = format!("{}/alarm/{}", instance.code(), trigger.alarm);
         self.services.pool.spawn_internal(deadline, move || {
             let ctx = RunContext::new(runtime, handle, deadline, Some(instance), &source);

@@ -116,6 +116,8 @@ pub fn new_engine(limits: &ScriptLimits, register: impl FnOnce(&mut Engine)) -> 
             _ => None,
         }
     });
+    // Wall-clock time for DateTime values (rhai itself only has monotonic timestamps).
+    engine.register_fn("now_utc", || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     engine.on_print(|text| tracing::info!(target: "switchyard::script", "{text}"));
     engine.on_debug(|text, source, pos| tracing::debug!(target: "switchyard::script", source, %pos, "{text}"));
     register(&mut engine);

@@ -1,0 +1,125 @@
+//! The failure log (`CD-IA-4`): every 5xx of the Inbound API, durably recorded under
+//! central's data dir — when, which method, which key (by name), the incident id the
+//! caller was given, the internal detail the caller was not given, and how long it took.
+//! Successes and 4xx are not recorded here (they are counted in metrics).
+//!
+//! The log is a JSON-lines file, appended and synced per record, so the CLI can read it
+//! while central runs.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One recorded failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// When (RFC 3339).
+    pub time: String,
+    /// API method called.
+    pub method: String,
+    /// Name of the API key used (never the key).
+    pub key: Option<String>,
+    /// Incident id returned to the caller.
+    pub incident: String,
+    /// HTTP status returned.
+    pub status: u16,
+    /// Error code returned.
+    pub code: String,
+    /// What actually went wrong (script error, site failure…).
+    pub detail: String,
+    /// Duration of the call in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The append-only failure log.
+#[derive(Debug)]
+pub struct FailureLog {
+    path: PathBuf,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+/// File name of the log inside central's data dir.
+pub const FILE_NAME: &str = "failures.jsonl";
+
+impl FailureLog {
+    /// Opens (creating) the log in `data_dir`.
+    pub fn open(data_dir: &Path) -> std::io::Result<FailureLog> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(FILE_NAME);
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(FailureLog { path, file: Mutex::new(Some(file)) })
+    }
+
+    /// Where the log is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a record and syncs it. Blocking: call off the async workers.
+    pub fn append(&self, record: &FailureRecord) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = guard.as_mut().ok_or_else(|| std::io::Error::other("failure log closed"))?;
+        file.write_all(&line)?;
+        file.sync_data()
+    }
+
+    /// Records at or after `since` (RFC 3339), oldest first.
+    pub fn read(path: &Path, since: Option<chrono::DateTime<chrono::FixedOffset>>) -> std::io::Result<Vec<FailureRecord>> {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line?;
+            let Ok(record) = serde_json::from_str::<FailureRecord>(&line) else { continue };
+            if let Some(since) = since {
+                match chrono::DateTime::parse_from_rfc3339(&record.time) {
+                    Ok(t) if t >= since => {}
+                    _ => continue,
+                }
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+}
+
+/// Parses `--since`: an RFC 3339 time, or a duration back from now (`"1h"`, `"30m"`).
+pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t);
+    }
+    let ago = switchyard_core::units::parse_duration(text).map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like \"1h\""))?;
+    let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
+    Ok((chrono::Utc::now() - ago).fixed_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(time: &str, incident: &str) -> FailureRecord {
+        FailureRecord { time: time.into(), method: "M".into(), key: Some("mes".into()), incident: incident.into(), status: 500, code: "SCRIPT_ERROR".into(), detail: "boom".into(), duration_ms: 3 }
+    }
+
+    #[test]
+    fn appends_survive_and_filter_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FailureLog::open(dir.path()).unwrap();
+        log.append(&record("2026-11-28T10:00:00Z", "a")).unwrap();
+        log.append(&record("2026-11-28T12:00:00Z", "b")).unwrap();
+        drop(log);
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(FailureLog::read(&path, None).unwrap().len(), 2);
+        let since = parse_since("2026-11-28T11:00:00Z").unwrap();
+        let recent = FailureLog::read(&path, Some(since)).unwrap();
+        assert_eq!(recent.iter().map(|r| r.incident.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        assert!(parse_since("1h").is_ok());
+        assert!(parse_since("yesterday-ish").is_err());
+    }
+}

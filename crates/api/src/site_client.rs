@@ -1,0 +1,265 @@
+//! Central's client of the sites' cluster endpoints (SPEC §7): a tower stack of
+//! deadline + classify over a transport that tries the site's nodes in order — never
+//! store-and-forward (`CD-IA-8`). No node answering is `SITE_UNREACHABLE`, found out
+//! fast (the connect timeout, not the whole method timeout).
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use switchyard_core::config::{Config, Secret};
+use switchyard_core::deadline::DEADLINE_HEADER;
+use switchyard_core::error::codes;
+use switchyard_core::protocol::{self, AttributeValues, CallScript, Deployed, Deployment, ErrorBody, GetAttributes, Health, ParkedList, ScriptResult, SetAttributes};
+use switchyard_core::{BoxError, Deadline, Failure};
+use switchyard_layers::classify::{Classify, ClassifyLayer};
+use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// Where each site is and how to prove we are central.
+#[derive(Debug, Default)]
+pub struct SiteDirectory {
+    sites: HashMap<String, SiteEndpoint>,
+    instances: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+struct SiteEndpoint {
+    nodes: Vec<String>,
+    token: Result<Secret, String>,
+}
+
+impl SiteDirectory {
+    /// The directory of a configuration (`CD-IA-6`: an instance's site comes from the
+    /// deployed configuration).
+    pub fn from_config(config: &Config) -> SiteDirectory {
+        let sites = config
+            .sites
+            .iter()
+            .map(|(name, site)| (name.clone(), SiteEndpoint { nodes: site.nodes.clone(), token: site.token.resolve(&config.base_dir) }))
+            .collect();
+        let instances = config.instances.iter().map(|(code, i)| (code.clone(), i.site.clone())).collect();
+        SiteDirectory { sites, instances }
+    }
+
+    /// The site of an instance.
+    pub fn site_of(&self, instance: &str) -> Result<&str, Failure> {
+        self.instances
+            .get(instance)
+            .map(String::as_str)
+            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no instance `{instance}` is deployed")))
+    }
+}
+
+/// One request to a site.
+#[derive(Debug, Clone)]
+pub struct SiteRequest {
+    site: String,
+    method: http::Method,
+    path: String,
+    body: Bytes,
+    deadline: Option<Deadline>,
+    timeout: Option<Duration>,
+}
+
+impl HasDeadline for SiteRequest {
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+}
+
+/// A site's answer: status and body.
+#[derive(Debug, Clone)]
+pub struct SiteResponse {
+    site: String,
+    status: http::StatusCode,
+    body: Bytes,
+}
+
+/// Tries the site's nodes in order; the first that accepts the connection answers.
+#[derive(Clone, Debug)]
+struct SiteTransport {
+    http: reqwest::Client,
+    directory: Arc<SiteDirectory>,
+}
+
+impl Service<SiteRequest> for SiteTransport {
+    type Response = SiteResponse;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<SiteResponse, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: SiteRequest) -> Self::Future {
+        let http = self.http.clone();
+        let directory = self.directory.clone();
+        Box::pin(async move {
+            let endpoint = directory
+                .sites
+                .get(&request.site)
+                .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no site named `{}`", request.site)))?;
+            let token = endpoint
+                .token
+                .as_ref()
+                .map_err(|e| Failure::permanent(codes::AUTH, format!("sites.{}.token: {e}", request.site)))?;
+            let mut tried = Vec::new();
+            for node in &endpoint.nodes {
+                let mut builder = http
+                    .request(request.method.clone(), format!("http://{node}{}", request.path))
+                    .bearer_auth(token.expose())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(request.body.clone());
+                if let Some(deadline) = request.deadline {
+                    builder = builder.header(DEADLINE_HEADER, deadline.to_header_value());
+                }
+                match builder.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.bytes().await.map_err(|e| {
+                            Failure::transient(codes::SITE_UNREACHABLE, format!("site {} ({node}) broke off its answer: {}", request.site, e.without_url()))
+                        })?;
+                        return Ok(SiteResponse { site: request.site.clone(), status, body });
+                    }
+                    // Nobody took the connection (refused, or the connect timeout): next node.
+                    Err(e) if e.is_connect() || e.is_timeout() => {
+                        tried.push(format!("{node}: {}", switchyard_core::classify::error_chain(&e.without_url())));
+                    }
+                    Err(e) => {
+                        return Err(Failure::transient(codes::SITE_UNREACHABLE, format!("site {} ({node}) failed during the call: {}", request.site, switchyard_core::classify::error_chain(&e.without_url()))).into());
+                    }
+                }
+            }
+            Err(Failure::transient(codes::SITE_UNREACHABLE, format!("no node of site {} answered ({})", request.site, tried.join("; "))).into())
+        })
+    }
+}
+
+/// Site answers → failures: error bodies keep the class the site gave them.
+#[derive(Clone, Copy, Debug)]
+struct SiteStatus;
+
+impl Classify<SiteResponse> for SiteStatus {
+    fn classify_response(&self, response: SiteResponse) -> Result<SiteResponse, Failure> {
+        if response.status.is_success() {
+            return Ok(response);
+        }
+        if response.status == http::StatusCode::UNAUTHORIZED {
+            return Err(Failure::permanent(codes::AUTH, format!("site {} refused central's token (check sites.{}.token on both sides)", response.site, response.site)));
+        }
+        match serde_json::from_slice::<ErrorBody>(&response.body) {
+            Ok(body) => Err(body.into_failure().with_status(response.status.as_u16())),
+            Err(_) => Err(Failure::permanent(codes::BAD_RESPONSE, format!("site {} answered HTTP {} with an unreadable body", response.site, response.status))),
+        }
+    }
+
+    fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Failure {
+        Failure::find(error).cloned().unwrap_or_else(|| Failure::transient(codes::SITE_UNREACHABLE, switchyard_core::classify::error_chain(error)))
+    }
+}
+
+/// Central's client of every site.
+#[derive(Debug, Clone)]
+pub struct SiteClient {
+    transport: SiteTransport,
+    directory: Arc<SiteDirectory>,
+}
+
+impl SiteClient {
+    /// A client for the sites of `directory`; connecting to a node gives up after
+    /// `connect_timeout`.
+    pub fn new(directory: Arc<SiteDirectory>, connect_timeout: Duration) -> SiteClient {
+        switchyard_core::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        SiteClient { transport: SiteTransport { http, directory: directory.clone() }, directory }
+    }
+
+    /// The directory this client routes with.
+    pub fn directory(&self) -> &SiteDirectory {
+        &self.directory
+    }
+
+    async fn send<R: DeserializeOwned>(&self, site: &str, method: http::Method, path: &str, body: Bytes, deadline: Option<Deadline>, timeout: Option<Duration>) -> Result<R, Failure> {
+        let request = SiteRequest { site: site.to_string(), method, path: path.to_string(), body, deadline, timeout };
+        let stack = ServiceBuilder::new()
+            // Every failure leaves as a classified Failure (SITE_UNREACHABLE, TIMEOUT, or the site's own).
+            .layer(ClassifyLayer::new(SiteStatus))
+            // The caller's remaining budget bounds the whole exchange.
+            .layer(EnforceDeadlineLayer::new(None))
+            .service(self.transport.clone());
+        let response = stack.oneshot(request).await.map_err(|e| switchyard_core::classify::any_error(&*e))?;
+        serde_json::from_slice(&response.body).map_err(|e| Failure::permanent(codes::BAD_RESPONSE, format!("site {site} sent an unreadable answer: {e}")))
+    }
+
+    async fn post<T: Serialize, R: DeserializeOwned>(&self, site: &str, path: &str, body: &T, deadline: Option<Deadline>) -> Result<R, Failure> {
+        let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?);
+        self.send(site, http::Method::POST, path, bytes, deadline, None).await
+    }
+
+    /// `Route.To(instance).Call(script, params)` (`[7.4-7-rt]`, `CD-IA-7`).
+    pub async fn call_script(&self, instance: &str, script: &str, params: Value, deadline: Option<Deadline>) -> Result<Value, Failure> {
+        let site = self.directory.site_of(instance)?.to_string();
+        let request = CallScript { instance: instance.to_string(), script: script.to_string(), params };
+        let result: ScriptResult = self.post(&site, protocol::paths::CALL, &request, deadline).await?;
+        Ok(result.value)
+    }
+
+    /// `GetAttribute(s)`: one round trip for the batch (`CD-IA-9`).
+    pub async fn get_attributes(&self, instance: &str, names: Vec<String>, deadline: Option<Deadline>) -> Result<BTreeMap<String, Value>, Failure> {
+        let site = self.directory.site_of(instance)?.to_string();
+        let result: AttributeValues = self.post(&site, protocol::paths::GET_ATTRIBUTES, &GetAttributes { instance: instance.to_string(), names }, deadline).await?;
+        Ok(result.values)
+    }
+
+    /// `SetAttribute(s)`: one round trip, all or none (`CD-IA-9`).
+    pub async fn set_attributes(&self, instance: &str, values: BTreeMap<String, Value>, deadline: Option<Deadline>) -> Result<(), Failure> {
+        let site = self.directory.site_of(instance)?.to_string();
+        let _: Value = self.post(&site, protocol::paths::SET_ATTRIBUTES, &SetAttributes { instance: instance.to_string(), values }, deadline).await?;
+        Ok(())
+    }
+
+    /// Deploys to a site; returns the revision it runs.
+    pub async fn deploy(&self, deployment: &Deployment, timeout: Duration) -> Result<String, Failure> {
+        let bytes = Bytes::from(serde_json::to_vec(deployment).map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?);
+        let deployed: Deployed = self.send(&deployment.site, http::Method::POST, protocol::paths::DEPLOY, bytes, None, Some(timeout)).await?;
+        Ok(deployed.revision)
+    }
+
+    /// A site's health.
+    pub async fn health(&self, site: &str, timeout: Duration) -> Result<Health, Failure> {
+        self.send(site, http::Method::GET, protocol::paths::HEALTH, Bytes::new(), None, Some(timeout)).await
+    }
+
+    /// A page of a site's parked messages.
+    pub async fn parked(&self, site: &str, after: Option<&str>, limit: usize, timeout: Duration) -> Result<ParkedList, Failure> {
+        let mut path = format!("{}?limit={limit}", protocol::paths::PARKED);
+        if let Some(after) = after {
+            path.push_str(&format!("&after={}", percent_encode(after)));
+        }
+        self.send(site, http::Method::GET, &path, Bytes::new(), None, Some(timeout)).await
+    }
+
+    /// Retries or discards a parked message (`action` is `retry` or `discard`).
+    pub async fn parked_action(&self, site: &str, id: &str, action: &str, timeout: Duration) -> Result<Value, Failure> {
+        let path = format!("/cluster/parked/{}/{action}", percent_encode(id));
+        self.send(site, http::Method::POST, &path, Bytes::new(), None, Some(timeout)).await
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
