@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// store-and-forward in between.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, propagate_version = true)]
-#[command(after_help = "Examples:\n  switchyard dev --config examples/plant/switchyard.toml\n  switchyard check --config switchyard.toml\n  switchyard key new mes --config switchyard.toml\n\nLogs go to stderr; filter them with RUST_LOG (e.g. RUST_LOG=switchyard=debug).")]
+#[command(
+    after_help = "Examples:\n  switchyard dev --config examples/plant/switchyard.toml\n  switchyard check --config switchyard.toml\n  switchyard key new mes --config switchyard.toml\n\nLogs go to stderr; filter them with RUST_LOG (e.g. RUST_LOG=switchyard=debug)."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
@@ -33,21 +35,27 @@ pub enum LogFormat {
 pub enum Command {
     /// Run central and every site of the configuration in one process (for trying it
     /// out and for tests).
-    #[command(after_help = "Example:\n  switchyard dev --config examples/plant/switchyard.toml\n\nSIGHUP (or POST /admin/reload) reloads the configuration; Ctrl-C stops.")]
+    #[command(
+        after_help = "Example:\n  switchyard dev --config examples/plant/switchyard.toml\n\nSIGHUP (or POST /admin/reload) reloads the configuration; Ctrl-C stops."
+    )]
     Dev {
         /// Configuration file.
         #[arg(long, default_value = "switchyard.toml")]
         config: PathBuf,
     },
     /// Run the central node: the Inbound API, the config authority that deploys to sites.
-    #[command(after_help = "Example:\n  switchyard central --config /etc/switchyard/switchyard.toml\n\nSIGHUP (or POST /admin/reload) reloads the configuration and redeploys to the sites.")]
+    #[command(
+        after_help = "Example:\n  switchyard central --config /etc/switchyard/switchyard.toml\n\nSIGHUP (or POST /admin/reload) reloads the configuration and redeploys to the sites."
+    )]
     Central {
         /// Configuration file.
         #[arg(long, default_value = "switchyard.toml")]
         config: PathBuf,
     },
     /// Run one site node: instances, scripts, outbound surfaces, store-and-forward.
-    #[command(after_help = "Example:\n  switchyard site --config /etc/switchyard/switchyard.toml --site plant-a\n\nA site keeps running its last deployment while central is down.")]
+    #[command(
+        after_help = "Example:\n  switchyard site --config /etc/switchyard/switchyard.toml --site plant-a\n\nA site keeps running its last deployment while central is down."
+    )]
     Site {
         /// Configuration file.
         #[arg(long, default_value = "switchyard.toml")]
@@ -57,21 +65,27 @@ pub enum Command {
         site: String,
     },
     /// Validate the configuration and compile every script; errors as file:line:col.
-    #[command(after_help = "Example:\n  switchyard check --config switchyard.toml\n\nExits 1 when anything is wrong, listing every problem.")]
+    #[command(
+        after_help = "Example:\n  switchyard check --config switchyard.toml\n\nExits 1 when anything is wrong, listing every problem."
+    )]
     Check {
         /// Configuration file.
         #[arg(long, default_value = "switchyard.toml")]
         config: PathBuf,
     },
     /// Manage API keys (only their hashes are stored in the configuration).
-    #[command(after_help = "Examples:\n  switchyard key new mes --config switchyard.toml\n  switchyard key disable mes --config switchyard.toml\n\nChanges apply on reload: SIGHUP to central, or POST /admin/reload.")]
+    #[command(
+        after_help = "Examples:\n  switchyard key new mes --config switchyard.toml\n  switchyard key disable mes --config switchyard.toml\n\nChanges apply on reload: SIGHUP to central, or POST /admin/reload."
+    )]
     Key {
         /// Key action.
         #[command(subcommand)]
         action: KeyAction,
     },
     /// Operate on parked store-and-forward messages of a site.
-    #[command(after_help = "Examples:\n  switchyard parked list --config switchyard.toml --site plant-a\n  switchyard parked retry 0193… --config switchyard.toml --site plant-a\n\nTalks to the running site; when it is not running, opens its data directly.")]
+    #[command(
+        after_help = "Examples:\n  switchyard parked list --config switchyard.toml --site plant-a\n  switchyard parked retry 0193… --config switchyard.toml --site plant-a\n\nTalks to the running site; when it is not running, opens its data directly."
+    )]
     Parked {
         /// Parked-message action.
         #[command(subcommand)]
@@ -87,7 +101,9 @@ pub enum Command {
         json: bool,
     },
     /// Read central's failure log (every 5xx of the Inbound API).
-    #[command(after_help = "Examples:\n  switchyard failures --config switchyard.toml\n  switchyard failures --config switchyard.toml --since 1h\n  switchyard failures --config switchyard.toml --since 2026-11-28T10:00:00Z")]
+    #[command(
+        after_help = "Examples:\n  switchyard failures --config switchyard.toml\n  switchyard failures --config switchyard.toml --since 1h\n  switchyard failures --config switchyard.toml --since 2026-11-28T10:00:00Z"
+    )]
     Failures {
         /// Configuration file.
         #[arg(long, default_value = "switchyard.toml")]
@@ -157,9 +173,14 @@ pub enum ParkedAction {
 /// Sets up `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lettre=warn,hyper=warn,reqwest=warn,fjall=warn,lsm_tree=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,lettre=warn,hyper=warn,reqwest=warn,fjall=warn,lsm_tree=warn")
+    });
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

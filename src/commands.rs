@@ -34,13 +34,25 @@ pub fn run(cli: Cli) -> Result {
         Command::Dev { config } => runtime()?.block_on(dev(&config)),
         Command::Central { config } => runtime()?.block_on(central(&config)),
         Command::Site { config, site } => runtime()?.block_on(site_node(&config, &site)),
-        Command::Parked { action, config, site, json } => runtime()?.block_on(parked(action, &config, site.as_deref(), json)),
-        Command::Failures { config, since, json } => failures(&config, since.as_deref(), json),
+        Command::Parked {
+            action,
+            config,
+            site,
+            json,
+        } => runtime()?.block_on(parked(action, &config, site.as_deref(), json)),
+        Command::Failures {
+            config,
+            since,
+            json,
+        } => failures(&config, since.as_deref(), json),
     }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Exit(1, format!("cannot start the async runtime: {e}")))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, format!("cannot start the async runtime: {e}")))
 }
 
 fn load(path: &Path) -> Result<Config> {
@@ -57,7 +69,10 @@ fn check(path: &Path) -> Result {
         Ok(config) => config,
         Err(errors) => {
             let count = errors.0.len();
-            return Err(Exit(1, format!("{errors}\n{count} error(s) in {}", path.display())));
+            return Err(Exit(
+                1,
+                format!("{errors}\n{count} error(s) in {}", path.display()),
+            ));
         }
     };
     for warning in &config.warnings {
@@ -77,7 +92,11 @@ fn check(path: &Path) -> Result {
     let site_scripts = config
         .templates
         .values()
-        .flat_map(|t| t.scripts.values().chain(t.alarms.iter().filter_map(|a| a.on_trigger.as_ref())))
+        .flat_map(|t| {
+            t.scripts
+                .values()
+                .chain(t.alarms.iter().filter_map(|a| a.on_trigger.as_ref()))
+        })
         .chain(config.shared_scripts.values());
     for script in site_scripts {
         if !seen.insert(script.path.clone()) {
@@ -90,7 +109,10 @@ fn check(path: &Path) -> Result {
     }
     if !errors.is_empty() {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(Exit(1, format!("{}\n{} error(s)", lines.join("\n"), errors.len())));
+        return Err(Exit(
+            1,
+            format!("{}\n{} error(s)", lines.join("\n"), errors.len()),
+        ));
     }
     println!(
         "{}: ok ({} site(s), {} API method(s), {} template(s), {} instance(s), {} script(s) compiled)",
@@ -108,40 +130,66 @@ fn key(action: KeyAction) -> Result {
     match action {
         KeyAction::New { name, config } => {
             let key = keys::new_key(&config, &name)?;
-            eprintln!("API key `{name}` created; its hash is in {}. This is the only time the key is shown:", config.display());
+            eprintln!(
+                "API key `{name}` created; its hash is in {}. This is the only time the key is shown:",
+                config.display()
+            );
             println!("{key}");
-            eprintln!("Approve it for methods in `approved_keys`, then reload central (SIGHUP or POST /admin/reload).");
+            eprintln!(
+                "Approve it for methods in `approved_keys`, then reload central (SIGHUP or POST /admin/reload)."
+            );
         }
         KeyAction::Disable { name, config } => {
             keys::set_enabled(&config, &name, false)?;
-            eprintln!("API key `{name}` disabled in {}; it is refused after central reloads (SIGHUP or POST /admin/reload).", config.display());
+            eprintln!(
+                "API key `{name}` disabled in {}; it is refused after central reloads (SIGHUP or POST /admin/reload).",
+                config.display()
+            );
         }
         KeyAction::Enable { name, config } => {
             keys::set_enabled(&config, &name, true)?;
-            eprintln!("API key `{name}` enabled in {}; it is accepted after central reloads (SIGHUP or POST /admin/reload).", config.display());
+            eprintln!(
+                "API key `{name}` enabled in {}; it is accepted after central reloads (SIGHUP or POST /admin/reload).",
+                config.display()
+            );
         }
     }
     Ok(())
 }
 
 async fn start_site(config: &Config, name: &str) -> Result<tokio::task::JoinHandle<()>> {
-    let node = SiteNode::start(config, name).await.map_err(|e| Exit(1, e.to_string()))?;
+    let node = SiteNode::start(config, name)
+        .await
+        .map_err(|e| Exit(1, e.to_string()))?;
     let listener = serve::bind(&format!("site {name}"), node.settings.listen).await?;
     let addr = listener.local_addr().map_err(|e| Exit(1, e.to_string()))?;
-    eprintln!("site {name}: cluster endpoint on http://{addr}, data in {}", node.settings.data_dir.display());
-    Ok(serve::spawn(switchyard_site::cluster::router(node), listener))
+    eprintln!(
+        "site {name}: cluster endpoint on http://{addr}, data in {}",
+        node.settings.data_dir.display()
+    );
+    Ok(serve::spawn(
+        switchyard_site::cluster::router(node),
+        listener,
+    ))
 }
 
 async fn start_central(config: Config) -> Result<tokio::task::JoinHandle<()>> {
     let listen = config.central.listen;
     let data_dir = config.central.data_dir.clone();
     let admin = config.central.admin_token.is_some();
-    let central = Central::start(config).await.map_err(|e| Exit(1, e.to_string()))?;
+    let central = Central::start(config)
+        .await
+        .map_err(|e| Exit(1, e.to_string()))?;
     let listener = serve::bind("central", listen).await?;
     let addr = listener.local_addr().map_err(|e| Exit(1, e.to_string()))?;
-    eprintln!("central: Inbound API on http://{addr}/api/{{method}} (health /health, metrics /metrics, OpenAPI /openapi.json), data in {}", data_dir.display());
+    eprintln!(
+        "central: Inbound API on http://{addr}/api/{{method}} (health /health, metrics /metrics, OpenAPI /openapi.json), data in {}",
+        data_dir.display()
+    );
     if !admin {
-        eprintln!("central: admin endpoints disabled (set central.admin_token to enable /admin/reload, /admin/failures, /admin/parked)");
+        eprintln!(
+            "central: admin endpoints disabled (set central.admin_token to enable /admin/reload, /admin/failures, /admin/parked)"
+        );
     }
     serve::reload_on_sighup(central.clone());
     Ok(serve::spawn(switchyard_api::app(central), listener))
@@ -180,14 +228,28 @@ async fn parked(action: ParkedAction, path: &Path, site: Option<&str>, json: boo
     let site = match site {
         Some(s) => s.to_string(),
         None if config.sites.len() == 1 => config.sites.keys().next().cloned().unwrap_or_default(),
-        None => return Err(Exit(2, "--site is required (the configuration has several sites)".into())),
+        None => {
+            return Err(Exit(
+                2,
+                "--site is required (the configuration has several sites)".into(),
+            ));
+        }
     };
-    let settings = config.sites.get(&site).ok_or_else(|| Exit(1, format!("no site named `{site}` in {}", path.display())))?;
-    let client = SiteClient::new(Arc::new(SiteDirectory::from_config(&config)), Duration::from_secs(2));
+    let settings = config
+        .sites
+        .get(&site)
+        .ok_or_else(|| Exit(1, format!("no site named `{site}` in {}", path.display())))?;
+    let client = SiteClient::new(
+        Arc::new(SiteDirectory::from_config(&config)),
+        Duration::from_secs(2),
+    );
     let timeout = Duration::from_secs(30);
     // The running site first; its data directly when it is not running.
     let online = match &action {
-        ParkedAction::List { after, limit } => client.parked(&site, after.as_deref(), *limit, timeout).await.map(|list| serde_json::to_value(list).unwrap_or_default()),
+        ParkedAction::List { after, limit } => client
+            .parked(&site, after.as_deref(), *limit, timeout)
+            .await
+            .map(|list| serde_json::to_value(list).unwrap_or_default()),
         ParkedAction::Retry { id } => client.parked_action(&site, id, "retry", timeout).await,
         ParkedAction::Discard { id } => client.parked_action(&site, id, "discard", timeout).await,
     };
@@ -205,9 +267,22 @@ async fn parked(action: ParkedAction, path: &Path, site: Option<&str>, json: boo
 
 async fn offline_parked(action: &ParkedAction, dir: &Path) -> Result<serde_json::Value> {
     if !dir.exists() {
-        return Err(Exit(1, format!("the site is not running and has no data in {}", dir.display())));
+        return Err(Exit(
+            1,
+            format!(
+                "the site is not running and has no data in {}",
+                dir.display()
+            ),
+        ));
     }
-    let outbox = FjallOutbox::open(dir, OutboxOptions { min_free_disk: 0, ..Default::default() }).map_err(|e| Exit(1, e.to_string()))?;
+    let outbox = FjallOutbox::open(
+        dir,
+        OutboxOptions {
+            min_free_disk: 0,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| Exit(1, e.to_string()))?;
     let parse = |id: &str| id.parse().map_err(|e: String| Exit(2, e));
     let not_found = |e: OutboxError| Exit(1, e.to_string());
     let value = match action {
@@ -236,7 +311,10 @@ async fn offline_parked(action: &ParkedAction, dir: &Path) -> Result<serde_json:
 
 fn print_parked(action: &ParkedAction, value: &serde_json::Value, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
         return;
     }
     match action {
@@ -246,7 +324,10 @@ fn print_parked(action: &ParkedAction, value: &serde_json::Value, json: bool) {
                 println!("no parked messages");
                 return;
             }
-            println!("{:<36}  {:<12}  {:<16}  {:>8}  {:<25}  REASON", "ID", "CATEGORY", "TARGET", "ATTEMPTS", "PARKED");
+            println!(
+                "{:<36}  {:<12}  {:<16}  {:>8}  {:<25}  REASON",
+                "ID", "CATEGORY", "TARGET", "ATTEMPTS", "PARKED"
+            );
             for item in &items {
                 println!(
                     "{:<36}  {:<12}  {:<16}  {:>8}  {:<25}  {}",
@@ -269,8 +350,12 @@ fn print_parked(action: &ParkedAction, value: &serde_json::Value, json: bool) {
 
 fn failures(path: &Path, since: Option<&str>, json: bool) -> Result {
     let config = load(path)?;
-    let since = since.map(failure_log::parse_since).transpose().map_err(|e| Exit(2, e))?;
-    let records = FailureLog::read(&config.central.data_dir.join(failure_log::FILE_NAME), since).map_err(|e| Exit(1, e.to_string()))?;
+    let since = since
+        .map(failure_log::parse_since)
+        .transpose()
+        .map_err(|e| Exit(2, e))?;
+    let records = FailureLog::read(&config.central.data_dir.join(failure_log::FILE_NAME), since)
+        .map_err(|e| Exit(1, e.to_string()))?;
     if json {
         for r in &records {
             println!("{}", serde_json::to_string(r).unwrap_or_default());
@@ -281,7 +366,10 @@ fn failures(path: &Path, since: Option<&str>, json: bool) -> Result {
         println!("no failures recorded");
         return Ok(());
     }
-    println!("{:<32}  {:<20}  {:<12}  {:>6}  {:<18}  {:<36}  {:>8}  DETAIL", "TIME", "METHOD", "KEY", "STATUS", "CODE", "INCIDENT", "MS");
+    println!(
+        "{:<32}  {:<20}  {:<12}  {:>6}  {:<18}  {:<36}  {:>8}  DETAIL",
+        "TIME", "METHOD", "KEY", "STATUS", "CODE", "INCIDENT", "MS"
+    );
     for r in &records {
         println!(
             "{:<32}  {:<20}  {:<12}  {:>6}  {:<18}  {:<36}  {:>8}  {}",

@@ -9,14 +9,19 @@ use tokio::net::TcpListener;
 
 /// Binds `addr`, naming what failed to bind.
 pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
 }
 
 /// Serves `router` until shutdown.
 pub fn spawn(router: Router, listener: TcpListener) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await {
+        if let Err(e) = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     })
@@ -48,11 +53,17 @@ pub async fn shutdown_signal() {
 pub fn reload_on_sighup(central: Arc<Central>) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
         while hangups.recv().await.is_some() {
             match central.reload().await {
                 Ok(methods) => tracing::info!(methods, "reloaded on SIGHUP"),
-                Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed; the previous configuration stays active"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload on SIGHUP failed; the previous configuration stays active")
+                }
             }
         }
     });

@@ -23,11 +23,18 @@ pub const SITE_TOKEN: &str = "e2e-site-token";
 
 pub fn hash(key: &str) -> String {
     use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn write(dir: &Path, rel: &str, text: &str) {
@@ -79,13 +86,25 @@ pub fn switchyard(dir: &Path, name: &str, args: &[&str]) -> Proc {
         .stderr(file)
         .spawn()
         .unwrap();
-    Proc { child, log, name: name.to_string() }
+    Proc {
+        child,
+        log,
+        name: name.to_string(),
+    }
 }
 
 /// Runs the CLI to completion: (exit code, stdout, stderr).
 pub fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).env("RUST_LOG", "warn").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
@@ -116,7 +135,10 @@ where
 
 pub fn http() -> reqwest::Client {
     switchyard_core::tls::install_crypto_provider();
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// A recorded request to the HTTP stub.
@@ -140,7 +162,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Reply {
-        Reply { status, body, headers: Vec::new(), delay: Duration::ZERO }
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -169,7 +196,9 @@ impl HttpStub {
             let s = s.clone();
             async move {
                 let (parts, body) = request.into_parts();
-                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                let bytes = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
                 let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 s.seen.lock().unwrap().push(Seen {
                     method: parts.method.to_string(),
@@ -178,15 +207,24 @@ impl HttpStub {
                     headers: parts.headers.clone(),
                     body,
                 });
-                let reply = s.queue.lock().unwrap().pop_front().unwrap_or_else(|| s.default.lock().unwrap().clone());
+                let reply = s
+                    .queue
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(|| s.default.lock().unwrap().clone());
                 if !reply.delay.is_zero() {
                     tokio::time::sleep(reply.delay).await;
                 }
-                let mut response = axum::response::Response::builder().status(reply.status).header("content-type", "application/json");
+                let mut response = axum::response::Response::builder()
+                    .status(reply.status)
+                    .header("content-type", "application/json");
                 for (k, v) in &reply.headers {
                     response = response.header(k, v);
                 }
-                response.body(axum::body::Body::from(reply.body.to_string())).unwrap()
+                response
+                    .body(axum::body::Body::from(reply.body.to_string()))
+                    .unwrap()
             }
         });
         tokio::spawn(async move {
@@ -232,15 +270,29 @@ impl Smtp {
     /// aiosmtpd is not available outside CI; in CI that is a failure.
     pub fn start(dir: &Path, port: u16, extra: &[&str]) -> Option<Smtp> {
         let Some(python) = python() else {
-            assert!(!in_ci(), "the SMTP fixture needs SWITCHYARD_PYTHON (run the tests with scripts/test)");
+            assert!(
+                !in_ci(),
+                "the SMTP fixture needs SWITCHYARD_PYTHON (run the tests with scripts/test)"
+            );
             eprintln!("no Python with aiosmtpd: SMTP test skipped outside CI (run scripts/test)");
             return None;
         };
         std::fs::create_dir_all(dir).unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp_server.py");
-        let mut args = vec![script.to_string(), "--host".into(), "127.0.0.1".into(), "--dir".into(), dir.display().to_string()];
+        let mut args = vec![
+            script.to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut smtp = Smtp { port, dir: dir.to_path_buf(), proc: None, args: args.clone() };
+        let mut smtp = Smtp {
+            port,
+            dir: dir.to_path_buf(),
+            proc: None,
+            args: args.clone(),
+        };
         smtp.spawn(&python);
         Some(smtp)
     }
@@ -254,8 +306,13 @@ impl Smtp {
             .spawn()
             .expect("start the SMTP fixture");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("SMTP fixture did not start: {line:?}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("SMTP fixture did not start: {line:?}"));
         self.port = port.parse().unwrap();
         self.proc = Some(child);
     }
@@ -288,7 +345,10 @@ impl Smtp {
     }
 
     pub fn messages(&self) -> Vec<Value> {
-        self.events().into_iter().filter(|e| e["event"] == "message").collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == "message")
+            .collect()
     }
 }
 
@@ -315,7 +375,9 @@ impl TcpProxy {
         let f = flag.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if !f.load(std::sync::atomic::Ordering::SeqCst) {
                     drop(inbound); // refused: the connection is closed at once
                     continue;
@@ -327,7 +389,12 @@ impl TcpProxy {
                 });
             }
         });
-        TcpProxy { port, up: flag, task, port_holder: None }
+        TcpProxy {
+            port,
+            up: flag,
+            task,
+            port_holder: None,
+        }
     }
 
     pub fn set_up(&self, up: bool) {
@@ -343,21 +410,29 @@ impl Drop for TcpProxy {
 }
 
 pub fn pg_url() -> String {
-    std::env::var("SWITCHYARD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SWITCHYARD_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Whether PostgreSQL answers; outside CI a missing server skips, in CI it fails.
 pub async fn postgres_available() -> bool {
-    let ok = tokio::net::TcpStream::connect("127.0.0.1:5432").await.is_ok();
+    let ok = tokio::net::TcpStream::connect("127.0.0.1:5432")
+        .await
+        .is_ok();
     if !ok {
-        assert!(!in_ci(), "PostgreSQL is required in CI but nothing listens on 127.0.0.1:5432");
+        assert!(
+            !in_ci(),
+            "PostgreSQL is required in CI but nothing listens on 127.0.0.1:5432"
+        );
         eprintln!("PostgreSQL not reachable: test skipped outside CI");
     }
     ok
 }
 
 pub async fn psql(sql: &str) -> Vec<tokio_postgres::Row> {
-    let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     client.query(sql, &[]).await.unwrap()
 }
@@ -401,7 +476,11 @@ pub struct Peers {
 impl Default for Peers {
     fn default() -> Self {
         let closed = free_port();
-        Peers { stub: format!("127.0.0.1:{closed}"), smtp_port: free_port(), pg_port: free_port() }
+        Peers {
+            stub: format!("127.0.0.1:{closed}"),
+            smtp_port: free_port(),
+            pg_port: free_port(),
+        }
     }
 }
 
@@ -417,15 +496,39 @@ pub struct TestPlant {
 
 const PROBE: &[(&str, &str)] = &[
     ("Echo", "#{ instance: Instance.Code, params: params }"),
-    ("External", "let r = #{}; try { r.value = ExternalSystem.Call(params.system, params.method, params.args); } catch (e) { r.error = e; } r"),
-    ("Cached", "let r = #{}; try { r.value = ExternalSystem.CachedCall(params.system, params.method, params.args); } catch (e) { r.error = e; } r"),
-    ("Mail", "let r = #{}; try { r.value = Notify.To(params.list).Send(params.subject, params.message); } catch (e) { r.error = e; } r"),
-    ("Query", "let r = #{}; try { let db = Database.Connection(params.db); r.value = db.Query(params.sql, params.args); } catch (e) { r.error = e; } r"),
-    ("Exec", "let r = #{}; try { let db = Database.Connection(params.db); r.value = db.Execute(params.sql, params.args); } catch (e) { r.error = e; } r"),
-    ("Write", "let r = #{}; try { r.value = Database.CachedWrite(params.db, params.sql, params.args); } catch (e) { r.error = e; } r"),
-    ("Spin", "let t = timestamp(); while t.elapsed < params.secs { } #{ spun: params.secs }"),
+    (
+        "External",
+        "let r = #{}; try { r.value = ExternalSystem.Call(params.system, params.method, params.args); } catch (e) { r.error = e; } r",
+    ),
+    (
+        "Cached",
+        "let r = #{}; try { r.value = ExternalSystem.CachedCall(params.system, params.method, params.args); } catch (e) { r.error = e; } r",
+    ),
+    (
+        "Mail",
+        "let r = #{}; try { r.value = Notify.To(params.list).Send(params.subject, params.message); } catch (e) { r.error = e; } r",
+    ),
+    (
+        "Query",
+        "let r = #{}; try { let db = Database.Connection(params.db); r.value = db.Query(params.sql, params.args); } catch (e) { r.error = e; } r",
+    ),
+    (
+        "Exec",
+        "let r = #{}; try { let db = Database.Connection(params.db); r.value = db.Execute(params.sql, params.args); } catch (e) { r.error = e; } r",
+    ),
+    (
+        "Write",
+        "let r = #{}; try { r.value = Database.CachedWrite(params.db, params.sql, params.args); } catch (e) { r.error = e; } r",
+    ),
+    (
+        "Spin",
+        "let t = timestamp(); while t.elapsed < params.secs { } #{ spun: params.secs }",
+    ),
     ("Loop", "loop { }"),
-    ("Fill", "let level = Instance.GetAttribute(\"Level\") + params.amount; Instance.SetAttribute(\"Level\", level); #{ level: level }"),
+    (
+        "Fill",
+        "let level = Instance.GetAttribute(\"Level\") + params.amount; Instance.SetAttribute(\"Level\", level); #{ level: level }",
+    ),
     ("Shared", "Shared.Call(\"double\", #{ x: params.x })"),
 ];
 
@@ -434,7 +537,10 @@ impl TestPlant {
         let slot = Slot::take();
         let dir = tempfile::tempdir().unwrap();
         let central_port = free_port();
-        let site_ports = vec![("plant-a".to_string(), free_port()), ("plant-b".to_string(), free_port())];
+        let site_ports = vec![
+            ("plant-a".to_string(), free_port()),
+            ("plant-b".to_string(), free_port()),
+        ];
         let closed = free_port();
         let mut scripts = String::new();
         for (name, body) in PROBE {
@@ -442,20 +548,56 @@ impl TestPlant {
             scripts.push_str(&format!("{name} = \"scripts/{name}.rhai\", "));
         }
         write(dir.path(), "scripts/shared/double.rhai", "params.x * 2");
-        write(dir.path(), "scripts/alarm.rhai", "Notify.To(\"Operators\").Send(`alarm ${params.alarm} on ${Instance.Code}`, `value ${params.value}`);");
-        write(dir.path(), "api/run.rhai", "let args = if params.args == () { #{} } else { params.args }; Route.To(params.instance).Call(params.script, args)");
+        write(
+            dir.path(),
+            "scripts/alarm.rhai",
+            "Notify.To(\"Operators\").Send(`alarm ${params.alarm} on ${Instance.Code}`, `value ${params.value}`);",
+        );
+        write(
+            dir.path(),
+            "api/run.rhai",
+            "let args = if params.args == () { #{} } else { params.args }; Route.To(params.instance).Call(params.script, args)",
+        );
         write(
             dir.path(),
             "api/levels.rhai",
             "let out = []; for t in params.tanks { let a = Route.To(t).GetAttributes([\"Level\", \"Setpoint\"]); out.push(#{ tank: t, level: a.Level, setpoint: a.Setpoint }); } out",
         );
-        write(dir.path(), "api/set_levels.rhai", "Route.To(params.tank).SetAttributes(#{ Level: params.level, Setpoint: params.setpoint }); #{ tank: params.tank }");
-        write(dir.path(), "api/broken.rhai", "let internal = \"INTERNAL-DETAIL-\" + \"7731\"; throw internal;");
-        write(dir.path(), "api/wrong_return.rhai", "#{ sum: \"not a number\" }");
-        write(dir.path(), "api/typed.rhai", "let sum = params.n; for i in params.items { sum += i.qty; } #{ sum: sum }");
-        write(dir.path(), "api/shared.rhai", "Shared.Call(\"double\", #{ x: 1 })");
-        write(dir.path(), "api/shared_caught.rhai", "let r = #{}; try { Shared.Call(\"double\", #{ x: 1 }); r.status = \"called\"; } catch (e) { r.error = e; } r");
-        write(dir.path(), "api/spin.rhai", "let t = timestamp(); while t.elapsed < 30 { } 1");
+        write(
+            dir.path(),
+            "api/set_levels.rhai",
+            "Route.To(params.tank).SetAttributes(#{ Level: params.level, Setpoint: params.setpoint }); #{ tank: params.tank }",
+        );
+        write(
+            dir.path(),
+            "api/broken.rhai",
+            "let internal = \"INTERNAL-DETAIL-\" + \"7731\"; throw internal;",
+        );
+        write(
+            dir.path(),
+            "api/wrong_return.rhai",
+            "#{ sum: \"not a number\" }",
+        );
+        write(
+            dir.path(),
+            "api/typed.rhai",
+            "let sum = params.n; for i in params.items { sum += i.qty; } #{ sum: sum }",
+        );
+        write(
+            dir.path(),
+            "api/shared.rhai",
+            "Shared.Call(\"double\", #{ x: 1 })",
+        );
+        write(
+            dir.path(),
+            "api/shared_caught.rhai",
+            "let r = #{}; try { Shared.Call(\"double\", #{ x: 1 }); r.status = \"called\"; } catch (e) { r.error = e; } r",
+        );
+        write(
+            dir.path(),
+            "api/spin.rhai",
+            "let t = timestamp(); while t.elapsed < 30 { } 1",
+        );
         let (a, b) = (site_ports[0].1, site_ports[1].1);
         let config = format!(
             r#"
@@ -641,7 +783,14 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
         );
         write(dir.path(), "switchyard.toml", &config);
         let config = dir.path().join("switchyard.toml");
-        TestPlant { dir, config, central_port, site_ports, procs: Vec::new(), _slot: slot }
+        TestPlant {
+            dir,
+            config,
+            central_port,
+            site_ports,
+            procs: Vec::new(),
+            _slot: slot,
+        }
     }
 
     pub fn config_str(&self) -> &str {
@@ -653,12 +802,20 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
     }
 
     pub fn start_site(&mut self, site: &str) {
-        let p = switchyard(self.dir.path(), site, &["site", "--config", self.config_str(), "--site", site]);
+        let p = switchyard(
+            self.dir.path(),
+            site,
+            &["site", "--config", self.config_str(), "--site", site],
+        );
         self.procs.push(p);
     }
 
     pub fn start_central(&mut self) {
-        let p = switchyard(self.dir.path(), "central", &["central", "--config", self.config_str()]);
+        let p = switchyard(
+            self.dir.path(),
+            "central",
+            &["central", "--config", self.config_str()],
+        );
         self.procs.push(p);
     }
 
@@ -685,24 +842,48 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
     }
 
     pub async fn wait_deployed(&self, site: &str) {
-        wait_until_async(&format!("{site} has a deployment"), Duration::from_secs(60), || async { self.site_health(site).await.is_some_and(|h| !h["revision"].is_null()) }).await;
+        wait_until_async(
+            &format!("{site} has a deployment"),
+            Duration::from_secs(60),
+            || async {
+                self.site_health(site)
+                    .await
+                    .is_some_and(|h| !h["revision"].is_null())
+            },
+        )
+        .await;
     }
 
     pub async fn wait_central(&self) {
         let url = format!("http://127.0.0.1:{}/health", self.central_port);
-        wait_until_async("central answers", Duration::from_secs(60), || async { http().get(&url).send().await.is_ok_and(|r| r.status() == 200) }).await;
+        wait_until_async("central answers", Duration::from_secs(60), || async {
+            http()
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
     }
 
     /// `POST /api/{method}` with a key: (status, body).
     pub async fn call_with(&self, method: &str, body: Value, key: Option<&str>) -> (u16, Value) {
-        let mut request = http().post(format!("http://127.0.0.1:{}/api/{method}", self.central_port)).json(&body);
+        let mut request = http()
+            .post(format!(
+                "http://127.0.0.1:{}/api/{method}",
+                self.central_port
+            ))
+            .json(&body);
         if let Some(key) = key {
             request = request.header("X-API-Key", key);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn call(&self, method: &str, body: Value) -> (u16, Value) {
@@ -711,18 +892,34 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
 
     /// Runs an instance script through the Inbound API (`Run` → `Route.To(…).Call(…)`).
     pub async fn run(&self, instance: &str, script: &str, args: Value) -> Value {
-        let (status, body) = self.call("Run", json!({ "instance": instance, "script": script, "args": args })).await;
+        let (status, body) = self
+            .call(
+                "Run",
+                json!({ "instance": instance, "script": script, "args": args }),
+            )
+            .await;
         assert_eq!(status, 200, "Run {instance}/{script}: {body}");
         body
     }
 
     pub async fn counts(&self, site: &str) -> (u64, u64) {
         let h = self.site_health(site).await.expect("site answers");
-        (h["pending"].as_u64().unwrap(), h["parked"].as_u64().unwrap())
+        (
+            h["pending"].as_u64().unwrap(),
+            h["parked"].as_u64().unwrap(),
+        )
     }
 
     pub async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
-        let r = http().request(method, format!("http://127.0.0.1:{}/admin{path}", self.central_port)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let r = http()
+            .request(
+                method,
+                format!("http://127.0.0.1:{}/admin{path}", self.central_port),
+            )
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }

@@ -32,10 +32,19 @@ pub(crate) fn router(central: Arc<Central>) -> Router<Arc<Central>> {
         .layer(middleware::from_fn_with_state(central, require_admin))
 }
 
-async fn require_admin(State(central): State<Arc<Central>>, request: Request, next: Next) -> Response {
+async fn require_admin(
+    State(central): State<Arc<Central>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let token = central.admin_token();
     let Some(expected) = token.as_ref() else {
-        return error_body(StatusCode::FORBIDDEN, "ADMIN_DISABLED", "admin endpoints are disabled: set central.admin_token", None);
+        return error_body(
+            StatusCode::FORBIDDEN,
+            "ADMIN_DISABLED",
+            "admin endpoints are disabled: set central.admin_token",
+            None,
+        );
     };
     let presented = request
         .headers()
@@ -50,14 +59,25 @@ async fn require_admin(State(central): State<Arc<Central>>, request: Request, ne
     if bool::from(digest(presented.as_bytes()).ct_eq(&digest(expected.expose().as_bytes()))) {
         next.run(request).await
     } else {
-        error_body(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong admin token", None)
+        error_body(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing or wrong admin token",
+            None,
+        )
     }
 }
 
 async fn reload(State(central): State<Arc<Central>>) -> Response {
     match central.reload().await {
-        Ok(methods) => axum::Json(serde_json::json!({ "status": "reloaded", "methods": methods })).into_response(),
-        Err(e) => error_body(StatusCode::BAD_REQUEST, "CONFIG_INVALID", &e.to_string(), None),
+        Ok(methods) => axum::Json(serde_json::json!({ "status": "reloaded", "methods": methods }))
+            .into_response(),
+        Err(e) => error_body(
+            StatusCode::BAD_REQUEST,
+            "CONFIG_INVALID",
+            &e.to_string(),
+            None,
+        ),
     }
 }
 
@@ -74,8 +94,18 @@ async fn failures(State(central): State<Arc<Central>>, Query(q): Query<SinceQuer
     let path = central.failure_log().path().to_path_buf();
     match tokio::task::spawn_blocking(move || FailureLog::read(&path, since)).await {
         Ok(Ok(records)) => axum::Json(records).into_response(),
-        Ok(Err(e)) => error_body(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", &e.to_string(), None),
-        Err(e) => error_body(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", &e.to_string(), None),
+        Ok(Err(e)) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            &e.to_string(),
+            None,
+        ),
+        Err(e) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            &e.to_string(),
+            None,
+        ),
     }
 }
 
@@ -92,20 +122,43 @@ struct ParkedQuery {
 
 async fn parked(State(central): State<Arc<Central>>, Query(q): Query<ParkedQuery>) -> Response {
     let registry = central.registry();
-    match registry.sites.parked(&q.site, q.after.as_deref(), q.limit.unwrap_or(50), Duration::from_secs(10)).await {
+    match registry
+        .sites
+        .parked(
+            &q.site,
+            q.after.as_deref(),
+            q.limit.unwrap_or(50),
+            Duration::from_secs(10),
+        )
+        .await
+    {
         Ok(list) => axum::Json(list).into_response(),
         Err(f) => error_body(StatusCode::BAD_GATEWAY, &f.code, &f.message, None),
     }
 }
 
-async fn parked_action(State(central): State<Arc<Central>>, Path((site, id, action)): Path<(String, String, String)>) -> Response {
+async fn parked_action(
+    State(central): State<Arc<Central>>,
+    Path((site, id, action)): Path<(String, String, String)>,
+) -> Response {
     if action != "retry" && action != "discard" {
-        return error_body(StatusCode::NOT_FOUND, "NOT_FOUND", "use …/retry or …/discard", None);
+        return error_body(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "use …/retry or …/discard",
+            None,
+        );
     }
     let registry = central.registry();
-    match registry.sites.parked_action(&site, &id, &action, Duration::from_secs(10)).await {
+    match registry
+        .sites
+        .parked_action(&site, &id, &action, Duration::from_secs(10))
+        .await
+    {
         Ok(value) => axum::Json(value).into_response(),
-        Err(f) if f.status == Some(404) => error_body(StatusCode::NOT_FOUND, &f.code, &f.message, None),
+        Err(f) if f.status == Some(404) => {
+            error_body(StatusCode::NOT_FOUND, &f.code, &f.message, None)
+        }
         Err(f) => error_body(StatusCode::BAD_GATEWAY, &f.code, &f.message, None),
     }
 }

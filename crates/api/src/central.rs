@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use switchyard_core::IncidentId;
 use switchyard_core::config::{Config, Secret};
 use switchyard_core::protocol::Deployment;
 use switchyard_core::script::{ScriptLimits, ScriptPool};
-use switchyard_core::IncidentId;
 use switchyard_layers::auth::{KeyStore, RequireApiKeyLayer};
 use switchyard_layers::deadline::EnforceDeadlineLayer;
 use switchyard_layers::validate::ValidateLayer;
@@ -69,12 +69,18 @@ pub struct Central {
 
 impl std::fmt::Debug for Central {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Central").field("config", &self.config_path).finish()
+        f.debug_struct("Central")
+            .field("config", &self.config_path)
+            .finish()
     }
 }
 
 fn compile_errors(errors: &[switchyard_core::script::CompileError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Central {
@@ -82,19 +88,34 @@ impl Central {
     /// error stops it, with `file:line:col`), opens the failure log and starts deploying
     /// to every site. Must be called inside the tokio runtime.
     pub async fn start(config: Config) -> Result<Arc<Central>, CentralError> {
+        // Record from the start (the recorder is process-wide).
+        crate::metrics::handle();
         let engine = Arc::new(central_engine(&ScriptLimits::default()));
         let config_path = config.source.clone();
         let settings = config.central.clone();
         let admin_token = match &settings.admin_token {
-            Some(secret) => Some(secret.resolve(&config.base_dir).map_err(|e| CentralError::Config(format!("central.admin_token: {e}")))?),
+            Some(secret) => Some(
+                secret
+                    .resolve(&config.base_dir)
+                    .map_err(|e| CentralError::Config(format!("central.admin_token: {e}")))?,
+            ),
             None => None,
         };
         let data_dir = settings.data_dir.clone();
         let failure_log = tokio::task::spawn_blocking(move || FailureLog::open(&data_dir))
             .await
-            .map_err(|e| CentralError::Storage { dir: settings.data_dir.display().to_string(), reason: e.to_string() })?
-            .map_err(|e| CentralError::Storage { dir: settings.data_dir.display().to_string(), reason: e.to_string() })?;
-        let registry = Arc::new(Registry::build(config, &engine).map_err(|e| CentralError::Config(compile_errors(&e)))?);
+            .map_err(|e| CentralError::Storage {
+                dir: settings.data_dir.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| CentralError::Storage {
+                dir: settings.data_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let registry = Arc::new(
+            Registry::build(config, &engine)
+                .map_err(|e| CentralError::Config(compile_errors(&e)))?,
+        );
         let (registry_changes, _) = watch::channel(registry.clone());
         let central = Arc::new(Central {
             config_path,
@@ -144,7 +165,10 @@ impl Central {
 
     /// Deployment state per site.
     pub fn deployments(&self) -> HashMap<String, SiteDeployment> {
-        self.deployments.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.deployments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Re-reads the configuration file and applies keys, methods and definitions without
@@ -158,10 +182,17 @@ impl Central {
             .map_err(|e| CentralError::Config(e.to_string()))?
             .map_err(|e| CentralError::Config(e.to_string()))?;
         let admin_token = match &config.central.admin_token {
-            Some(secret) => Some(secret.resolve(&config.base_dir).map_err(|e| CentralError::Config(format!("central.admin_token: {e}")))?),
+            Some(secret) => Some(
+                secret
+                    .resolve(&config.base_dir)
+                    .map_err(|e| CentralError::Config(format!("central.admin_token: {e}")))?,
+            ),
             None => None,
         };
-        let registry = Arc::new(Registry::build(config, &self.engine).map_err(|e| CentralError::Config(compile_errors(&e)))?);
+        let registry = Arc::new(
+            Registry::build(config, &self.engine)
+                .map_err(|e| CentralError::Config(compile_errors(&e)))?,
+        );
         let methods = registry.methods.len();
         self.registry.store(registry.clone());
         self.admin_token.store(Arc::new(admin_token));
@@ -178,12 +209,21 @@ impl Central {
         tokio::spawn(async move {
             loop {
                 let registry = changes.borrow_and_update().clone();
-                let desired: Vec<Deployment> = registry.config.sites.keys().map(|site| Deployment::for_site(&registry.config, site)).collect();
+                let desired: Vec<Deployment> = registry
+                    .config
+                    .sites
+                    .keys()
+                    .map(|site| Deployment::for_site(&registry.config, site))
+                    .collect();
                 {
                     let mut state = deployments.lock().unwrap_or_else(|p| p.into_inner());
                     state.retain(|site, _| registry.config.sites.contains_key(site));
                     for d in &desired {
-                        let entry = state.entry(d.site.clone()).or_insert(SiteDeployment { desired: String::new(), deployed: None, last_error: None });
+                        let entry = state.entry(d.site.clone()).or_insert(SiteDeployment {
+                            desired: String::new(),
+                            deployed: None,
+                            last_error: None,
+                        });
                         entry.desired = d.revision.clone();
                     }
                 }
@@ -193,18 +233,25 @@ impl Central {
                     let mut still = Vec::new();
                     for deployment in pending {
                         let site = deployment.site.clone();
-                        match registry.sites.deploy(&deployment, Duration::from_secs(30)).await {
+                        match registry
+                            .sites
+                            .deploy(&deployment, Duration::from_secs(30))
+                            .await
+                        {
                             Ok(revision) => {
                                 tracing::info!(site = %site, %revision, "site has the current deployment");
-                                metrics::gauge!("switchyard_site_deployed", "site" => site.clone()).set(1.0);
-                                let mut state = deployments.lock().unwrap_or_else(|p| p.into_inner());
+                                metrics::gauge!("switchyard_site_deployed", "site" => site.clone())
+                                    .set(1.0);
+                                let mut state =
+                                    deployments.lock().unwrap_or_else(|p| p.into_inner());
                                 if let Some(entry) = state.get_mut(&site) {
                                     entry.deployed = Some(revision);
                                     entry.last_error = None;
                                 }
                             }
                             Err(failure) => {
-                                metrics::gauge!("switchyard_site_deployed", "site" => site.clone()).set(0.0);
+                                metrics::gauge!("switchyard_site_deployed", "site" => site.clone())
+                                    .set(0.0);
                                 let rejected = !failure.is_transient();
                                 if rejected {
                                     tracing::error!(site = %site, error = %failure, "site rejected the deployment; it keeps its previous one");
@@ -212,7 +259,8 @@ impl Central {
                                     tracing::warn!(site = %site, error = %failure, "site not reachable for deployment; will retry");
                                 }
                                 {
-                                    let mut state = deployments.lock().unwrap_or_else(|p| p.into_inner());
+                                    let mut state =
+                                        deployments.lock().unwrap_or_else(|p| p.into_inner());
                                     if let Some(entry) = state.get_mut(&site) {
                                         entry.last_error = Some(failure.message.clone());
                                     }
@@ -241,13 +289,19 @@ impl Central {
     }
 
     /// Handles `POST /api/{method}`.
-    pub async fn handle_api(self: Arc<Self>, method: String, http_method: Method, headers: HeaderMap, body: Body) -> Response {
+    pub async fn handle_api(
+        self: Arc<Self>,
+        method: String,
+        http_method: Method,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
         let started = Instant::now();
-        if !self.is_active() {
-            return error_body(StatusCode::SERVICE_UNAVAILABLE, "NOT_ACTIVE", "this central node is on standby; call the active node", None);
-        }
         let registry = self.registry();
-        let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let api_key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let call = InboundCall {
             method: method.clone(),
             api_key: api_key.clone(),
@@ -264,25 +318,48 @@ impl Central {
             // 401 / 404 / 403, in that order: an unauthenticated caller learns nothing.
             .layer(RequireApiKeyLayer::new(registry.clone()))
             // 405 / 413 / 415 / 400 BAD_JSON, and the method's deadline starts.
-            .layer(ReadCallLayer::new(registry.clone(), settings.max_body, Duration::from_secs(30)))
+            .layer(ReadCallLayer::new(
+                registry.clone(),
+                settings.max_body,
+                Duration::from_secs(30),
+            ))
             // Scripts only see parameters that match the definition (400 INVALID_PARAMS).
             .layer(ValidateLayer::params())
             // The method timeout covers everything below, routed calls included.
             .layer(EnforceDeadlineLayer::new(None))
-            .service(ApiScript { engine: self.engine.clone(), pool: self.pool.clone(), registry: registry.clone() });
+            .service(ApiScript {
+                engine: self.engine.clone(),
+                pool: self.pool.clone(),
+                registry: registry.clone(),
+            });
         metrics::gauge!("switchyard_api_in_flight").increment(1.0);
-        let result = stack.oneshot(call).await;
+        // Only the active node serves the API (`[7.5-1]`).
+        let result = if self.is_active() {
+            stack.oneshot(call).await
+        } else {
+            Err(inbound::NotActive.into())
+        };
         metrics::gauge!("switchyard_api_in_flight").decrement(1.0);
         let known = registry.method(&method).is_some();
-        let label = if known { method.clone() } else { "(unknown)".to_string() };
+        let label = if known {
+            method.clone()
+        } else {
+            "(unknown)".to_string()
+        };
         let (status, response) = match result {
-            Ok(value) => (StatusCode::OK, (StatusCode::OK, axum::Json(value)).into_response()),
+            Ok(value) => (
+                StatusCode::OK,
+                (StatusCode::OK, axum::Json(value)).into_response(),
+            ),
             Err(err) => {
                 let timeout = registry.method(&method).map(|m| m.def.timeout);
                 let answer = inbound::classify(&err, timeout);
                 let incident = answer.status.is_server_error().then(IncidentId::new);
                 if let Some(incident) = incident {
-                    let key = api_key.as_deref().and_then(|k| registry.authenticate(k)).map(|p| p.key_name);
+                    let key = api_key
+                        .as_deref()
+                        .and_then(|k| registry.authenticate(k))
+                        .map(|p| p.key_name);
                     let record = FailureRecord {
                         time: chrono::Utc::now().to_rfc3339(),
                         method: method.clone(),
@@ -290,24 +367,36 @@ impl Central {
                         incident: incident.to_string(),
                         status: answer.status.as_u16(),
                         code: answer.code.to_string(),
-                        detail: answer.detail.clone().unwrap_or_else(|| answer.message.clone()),
-                        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        detail: answer
+                            .detail
+                            .clone()
+                            .unwrap_or_else(|| answer.message.clone()),
+                        duration_ms: u64::try_from(started.elapsed().as_millis())
+                            .unwrap_or(u64::MAX),
                     };
                     tracing::warn!(method = %method, incident = %incident, status = answer.status.as_u16(), code = answer.code, detail = %record.detail, "API call failed");
                     let log = self.failure_log.clone();
-                    if let Err(e) = tokio::task::spawn_blocking(move || log.append(&record)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                    if let Err(e) = tokio::task::spawn_blocking(move || log.append(&record))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                    {
                         tracing::error!(error = %e, "could not write the failure log");
                     }
                 }
-                let mut response = error_body(answer.status, answer.code, &answer.message, incident);
+                let mut response =
+                    error_body(answer.status, answer.code, &answer.message, incident);
                 if answer.status == StatusCode::METHOD_NOT_ALLOWED {
-                    response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+                    response
+                        .headers_mut()
+                        .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
                 }
                 (answer.status, response)
             }
         };
         metrics::counter!("switchyard_api_calls_total", "method" => label.clone(), "status" => status.as_u16().to_string()).increment(1);
-        metrics::histogram!("switchyard_api_call_duration_seconds", "method" => label).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("switchyard_api_call_duration_seconds", "method" => label)
+            .record(started.elapsed().as_secs_f64());
         response
     }
 
@@ -318,7 +407,12 @@ impl Central {
 }
 
 /// `{"error", "code"}` (+ `"incident"` on 5xx).
-pub fn error_body(status: StatusCode, code: &str, message: &str, incident: Option<IncidentId>) -> Response {
+pub fn error_body(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    incident: Option<IncidentId>,
+) -> Response {
     let mut body = json!({ "error": message, "code": code });
     if let Some(incident) = incident {
         body["incident"] = json!(incident.to_string());

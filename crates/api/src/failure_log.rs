@@ -47,8 +47,14 @@ impl FailureLog {
     pub fn open(data_dir: &Path) -> std::io::Result<FailureLog> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(FailureLog { path, file: Mutex::new(Some(file)) })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(FailureLog {
+            path,
+            file: Mutex::new(Some(file)),
+        })
     }
 
     /// Where the log is.
@@ -61,13 +67,18 @@ impl FailureLog {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let file = guard.as_mut().ok_or_else(|| std::io::Error::other("failure log closed"))?;
+        let file = guard
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("failure log closed"))?;
         file.write_all(&line)?;
         file.sync_data()
     }
 
     /// Records at or after `since` (RFC 3339), oldest first.
-    pub fn read(path: &Path, since: Option<chrono::DateTime<chrono::FixedOffset>>) -> std::io::Result<Vec<FailureRecord>> {
+    pub fn read(
+        path: &Path,
+        since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) -> std::io::Result<Vec<FailureRecord>> {
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -76,7 +87,9 @@ impl FailureLog {
         let mut out = Vec::new();
         for line in std::io::BufReader::new(file).lines() {
             let line = line?;
-            let Ok(record) = serde_json::from_str::<FailureRecord>(&line) else { continue };
+            let Ok(record) = serde_json::from_str::<FailureRecord>(&line) else {
+                continue;
+            };
             if let Some(since) = since {
                 match chrono::DateTime::parse_from_rfc3339(&record.time) {
                     Ok(t) if t >= since => {}
@@ -94,7 +107,8 @@ pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, 
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t);
     }
-    let ago = switchyard_core::units::parse_duration(text).map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like \"1h\""))?;
+    let ago = switchyard_core::units::parse_duration(text)
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like \"1h\""))?;
     let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
     Ok((chrono::Utc::now() - ago).fixed_offset())
 }
@@ -104,7 +118,16 @@ mod tests {
     use super::*;
 
     fn record(time: &str, incident: &str) -> FailureRecord {
-        FailureRecord { time: time.into(), method: "M".into(), key: Some("mes".into()), incident: incident.into(), status: 500, code: "SCRIPT_ERROR".into(), detail: "boom".into(), duration_ms: 3 }
+        FailureRecord {
+            time: time.into(),
+            method: "M".into(),
+            key: Some("mes".into()),
+            incident: incident.into(),
+            status: 500,
+            code: "SCRIPT_ERROR".into(),
+            detail: "boom".into(),
+            duration_ms: 3,
+        }
     }
 
     #[test]
@@ -118,7 +141,13 @@ mod tests {
         assert_eq!(FailureLog::read(&path, None).unwrap().len(), 2);
         let since = parse_since("2026-11-28T11:00:00Z").unwrap();
         let recent = FailureLog::read(&path, Some(since)).unwrap();
-        assert_eq!(recent.iter().map(|r| r.incident.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(
+            recent
+                .iter()
+                .map(|r| r.incident.as_str())
+                .collect::<Vec<_>>(),
+            vec!["b"]
+        );
         assert!(parse_since("1h").is_ok());
         assert!(parse_since("yesterday-ish").is_err());
     }

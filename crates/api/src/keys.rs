@@ -13,23 +13,39 @@ pub fn generate_key() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("sy_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "sy_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
-fn edit(path: &Path, change: impl FnOnce(&mut DocumentMut) -> Result<(), String>) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut doc: DocumentMut = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut DocumentMut) -> Result<(), String>,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     change(&mut doc)?;
     let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, doc.to_string()).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::write(&tmp, doc.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
 
 fn valid_name(name: &str) -> Result<(), String> {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         Ok(())
     } else {
-        Err(format!("`{name}` is not a valid key name (letters, digits, `-` and `_`)"))
+        Err(format!(
+            "`{name}` is not a valid key name (letters, digits, `-` and `_`)"
+        ))
     }
 }
 
@@ -78,19 +94,32 @@ mod tests {
     fn keys_are_created_disabled_and_enabled_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("switchyard.toml");
-        std::fs::write(&path, "# my plant\n[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "# my plant\n[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
         let key = new_key(&path, "mes").unwrap();
         assert!(key.starts_with("sy_") && key.len() > 40);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# my plant"), "comments kept: {text}");
         assert!(text.contains(&hash_key(&key)), "{text}");
         assert!(!text.contains(&key), "the key itself is never stored");
-        assert!(new_key(&path, "mes").unwrap_err().contains("already exists"));
+        assert!(
+            new_key(&path, "mes")
+                .unwrap_err()
+                .contains("already exists")
+        );
         set_enabled(&path, "mes", false).unwrap();
         let config = switchyard_core::config::Config::load(&path).unwrap();
         assert!(!config.api_keys["mes"].enabled);
         set_enabled(&path, "mes", true).unwrap();
-        assert!(switchyard_core::config::Config::load(&path).unwrap().api_keys["mes"].enabled);
+        assert!(
+            switchyard_core::config::Config::load(&path)
+                .unwrap()
+                .api_keys["mes"]
+                .enabled
+        );
         assert!(set_enabled(&path, "nobody", true).is_err());
         assert_ne!(generate_key(), generate_key());
     }

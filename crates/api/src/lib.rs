@@ -2,7 +2,12 @@
 //! the client of the sites' cluster endpoints, deployment to sites, keys, the failure
 //! log, metrics and OpenAPI.
 
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]
 
 mod admin;

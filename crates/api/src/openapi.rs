@@ -12,7 +12,11 @@ pub fn document(registry: &Registry, principal: &Principal) -> Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let error_response = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": error } } });
     for method in registry.approved_methods(principal) {
-        let returns = method.def.returns.as_ref().map_or(json!({}), |t| t.json_schema());
+        let returns = method
+            .def
+            .returns
+            .as_ref()
+            .map_or(json!({}), |t| t.json_schema());
         let operation = json!({
             "post": {
                 "operationId": method.name,

@@ -38,7 +38,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("methods", &self.methods.len()).finish()
+        f.debug_struct("Registry")
+            .field("methods", &self.methods.len())
+            .finish()
     }
 }
 
@@ -52,7 +54,14 @@ impl Registry {
         for (name, def) in &config.api_methods {
             match compile(engine, &def.script) {
                 Ok(ast) => {
-                    methods.insert(name.clone(), Arc::new(MethodEntry { name: name.clone(), def: def.clone(), ast: Arc::new(ast) }));
+                    methods.insert(
+                        name.clone(),
+                        Arc::new(MethodEntry {
+                            name: name.clone(),
+                            def: def.clone(),
+                            ast: Arc::new(ast),
+                        }),
+                    );
                 }
                 Err(e) => errors.push(e),
             }
@@ -67,7 +76,12 @@ impl Registry {
         for (name, key) in &config.api_keys {
             // The loader checked the hash format.
             if let Err(e) = keys.add_key(name, &key.hash, key.enabled) {
-                errors.push(CompileError { file: config.source.display().to_string(), line: 1, column: 1, message: e });
+                errors.push(CompileError {
+                    file: config.source.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    message: e,
+                });
             }
         }
         let mut databases = HashMap::new();
@@ -76,14 +90,25 @@ impl Registry {
                 Ok(pool) => {
                     databases.insert(name.clone(), Arc::new(pool));
                 }
-                Err(e) => tracing::warn!(database = %name, error = %e, "central database connection unusable"),
+                Err(e) => {
+                    tracing::warn!(database = %name, error = %e, "central database connection unusable")
+                }
             }
         }
-        let sites = SiteClient::new(Arc::new(SiteDirectory::from_config(&config)), config.central.site_connect_timeout);
+        let sites = SiteClient::new(
+            Arc::new(SiteDirectory::from_config(&config)),
+            config.central.site_connect_timeout,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Registry { config: Arc::new(config), methods, keys, databases, sites })
+        Ok(Registry {
+            config: Arc::new(config),
+            methods,
+            keys,
+            databases,
+            sites,
+        })
     }
 
     /// A method by name.
@@ -93,7 +118,11 @@ impl Registry {
 
     /// Methods the principal may call, sorted by name.
     pub fn approved_methods(&self, principal: &Principal) -> Vec<&Arc<MethodEntry>> {
-        let mut methods: Vec<_> = self.methods.values().filter(|m| self.keys.authorize(principal, &m.name) == Authorization::Allowed).collect();
+        let mut methods: Vec<_> = self
+            .methods
+            .values()
+            .filter(|m| self.keys.authorize(principal, &m.name) == Authorization::Allowed)
+            .collect();
         methods.sort_by(|a, b| a.name.cmp(&b.name));
         methods
     }

@@ -19,44 +19,80 @@ pub fn app(central: Arc<Central>) -> Router {
         .route("/api/{method}", any(api))
         .route("/api", any(api_without_method))
         .route("/api/", any(api_without_method))
-        .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route(
+            "/health",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .nest("/admin", admin::router(central.clone()))
-        .fallback(|| async { error_body(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint", None) })
+        .fallback(|| async {
+            error_body(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint", None)
+        })
         .with_state(central)
 }
 
-async fn api(State(central): State<Arc<Central>>, Path(method): Path<String>, request: Request) -> Response {
+async fn api(
+    State(central): State<Arc<Central>>,
+    Path(method): Path<String>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
-    central.handle_api(method, parts.method, parts.headers, body).await
+    central
+        .handle_api(method, parts.method, parts.headers, body)
+        .await
 }
 
 async fn api_without_method(State(central): State<Arc<Central>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    central.handle_api(String::new(), parts.method, parts.headers, Body::new(body)).await
+    central
+        .handle_api(String::new(), parts.method, parts.headers, Body::new(body))
+        .await
 }
 
 async fn ready(State(central): State<Arc<Central>>) -> Response {
     if central.is_active() {
         axum::Json(json!({ "status": "active" })).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "standby", "code": "NOT_ACTIVE" }))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "standby", "code": "NOT_ACTIVE" })),
+        )
+            .into_response()
     }
 }
 
 async fn metrics(State(central): State<Arc<Central>>) -> Response {
     let pool = central.pool();
     metrics::gauge!("switchyard_script_queue", "pool" => "central").set(pool.queued() as f64);
-    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render()).into_response()
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
 }
 
 async fn openapi(State(central): State<Arc<Central>>, request: Request) -> Response {
     let registry = central.registry();
-    let principal = request.headers().get("x-api-key").and_then(|v| v.to_str().ok()).and_then(|k| registry.authenticate(k));
+    let principal = request
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|k| registry.authenticate(k));
     match principal {
-        Some(principal) => axum::Json(crate::openapi::document(&registry, &principal)).into_response(),
-        None => error_body(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing, unknown or disabled API key", None),
+        Some(principal) => {
+            axum::Json(crate::openapi::document(&registry, &principal)).into_response()
+        }
+        None => error_body(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing, unknown or disabled API key",
+            None,
+        ),
     }
 }

@@ -15,7 +15,10 @@ use std::time::Duration;
 use switchyard_core::config::{Config, Secret};
 use switchyard_core::deadline::DEADLINE_HEADER;
 use switchyard_core::error::codes;
-use switchyard_core::protocol::{self, AttributeValues, CallScript, Deployed, Deployment, ErrorBody, GetAttributes, Health, ParkedList, ScriptResult, SetAttributes};
+use switchyard_core::protocol::{
+    self, AttributeValues, CallScript, Deployed, Deployment, ErrorBody, GetAttributes, Health,
+    ParkedList, ScriptResult, SetAttributes,
+};
 use switchyard_core::{BoxError, Deadline, Failure};
 use switchyard_layers::classify::{Classify, ClassifyLayer};
 use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
@@ -41,9 +44,21 @@ impl SiteDirectory {
         let sites = config
             .sites
             .iter()
-            .map(|(name, site)| (name.clone(), SiteEndpoint { nodes: site.nodes.clone(), token: site.token.resolve(&config.base_dir) }))
+            .map(|(name, site)| {
+                (
+                    name.clone(),
+                    SiteEndpoint {
+                        nodes: site.nodes.clone(),
+                        token: site.token.resolve(&config.base_dir),
+                    },
+                )
+            })
             .collect();
-        let instances = config.instances.iter().map(|(code, i)| (code.clone(), i.site.clone())).collect();
+        let instances = config
+            .instances
+            .iter()
+            .map(|(code, i)| (code.clone(), i.site.clone()))
+            .collect();
         SiteDirectory { sites, instances }
     }
 
@@ -52,7 +67,12 @@ impl SiteDirectory {
         self.instances
             .get(instance)
             .map(String::as_str)
-            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no instance `{instance}` is deployed")))
+            .ok_or_else(|| {
+                Failure::permanent(
+                    codes::NOT_FOUND,
+                    format!("no instance `{instance}` is deployed"),
+                )
+            })
     }
 }
 
@@ -105,18 +125,22 @@ impl Service<SiteRequest> for SiteTransport {
         let http = self.http.clone();
         let directory = self.directory.clone();
         Box::pin(async move {
-            let endpoint = directory
-                .sites
-                .get(&request.site)
-                .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no site named `{}`", request.site)))?;
-            let token = endpoint
-                .token
-                .as_ref()
-                .map_err(|e| Failure::permanent(codes::AUTH, format!("sites.{}.token: {e}", request.site)))?;
+            let endpoint = directory.sites.get(&request.site).ok_or_else(|| {
+                Failure::permanent(
+                    codes::NOT_FOUND,
+                    format!("no site named `{}`", request.site),
+                )
+            })?;
+            let token = endpoint.token.as_ref().map_err(|e| {
+                Failure::permanent(codes::AUTH, format!("sites.{}.token: {e}", request.site))
+            })?;
             let mut tried = Vec::new();
             for node in &endpoint.nodes {
                 let mut builder = http
-                    .request(request.method.clone(), format!("http://{node}{}", request.path))
+                    .request(
+                        request.method.clone(),
+                        format!("http://{node}{}", request.path),
+                    )
                     .bearer_auth(token.expose())
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(request.body.clone());
@@ -127,20 +151,50 @@ impl Service<SiteRequest> for SiteTransport {
                     Ok(response) => {
                         let status = response.status();
                         let body = response.bytes().await.map_err(|e| {
-                            Failure::transient(codes::SITE_UNREACHABLE, format!("site {} ({node}) broke off its answer: {}", request.site, e.without_url()))
+                            Failure::transient(
+                                codes::SITE_UNREACHABLE,
+                                format!(
+                                    "site {} ({node}) broke off its answer: {}",
+                                    request.site,
+                                    e.without_url()
+                                ),
+                            )
                         })?;
-                        return Ok(SiteResponse { site: request.site.clone(), status, body });
+                        return Ok(SiteResponse {
+                            site: request.site.clone(),
+                            status,
+                            body,
+                        });
                     }
                     // Nobody took the connection (refused, or the connect timeout): next node.
                     Err(e) if e.is_connect() || e.is_timeout() => {
-                        tried.push(format!("{node}: {}", switchyard_core::classify::error_chain(&e.without_url())));
+                        tried.push(format!(
+                            "{node}: {}",
+                            switchyard_core::classify::error_chain(&e.without_url())
+                        ));
                     }
                     Err(e) => {
-                        return Err(Failure::transient(codes::SITE_UNREACHABLE, format!("site {} ({node}) failed during the call: {}", request.site, switchyard_core::classify::error_chain(&e.without_url()))).into());
+                        return Err(Failure::transient(
+                            codes::SITE_UNREACHABLE,
+                            format!(
+                                "site {} ({node}) failed during the call: {}",
+                                request.site,
+                                switchyard_core::classify::error_chain(&e.without_url())
+                            ),
+                        )
+                        .into());
                     }
                 }
             }
-            Err(Failure::transient(codes::SITE_UNREACHABLE, format!("no node of site {} answered ({})", request.site, tried.join("; "))).into())
+            Err(Failure::transient(
+                codes::SITE_UNREACHABLE,
+                format!(
+                    "no node of site {} answered ({})",
+                    request.site,
+                    tried.join("; ")
+                ),
+            )
+            .into())
         })
     }
 }
@@ -155,16 +209,33 @@ impl Classify<SiteResponse> for SiteStatus {
             return Ok(response);
         }
         if response.status == http::StatusCode::UNAUTHORIZED {
-            return Err(Failure::permanent(codes::AUTH, format!("site {} refused central's token (check sites.{}.token on both sides)", response.site, response.site)));
+            return Err(Failure::permanent(
+                codes::AUTH,
+                format!(
+                    "site {} refused central's token (check sites.{}.token on both sides)",
+                    response.site, response.site
+                ),
+            ));
         }
         match serde_json::from_slice::<ErrorBody>(&response.body) {
             Ok(body) => Err(body.into_failure().with_status(response.status.as_u16())),
-            Err(_) => Err(Failure::permanent(codes::BAD_RESPONSE, format!("site {} answered HTTP {} with an unreadable body", response.site, response.status))),
+            Err(_) => Err(Failure::permanent(
+                codes::BAD_RESPONSE,
+                format!(
+                    "site {} answered HTTP {} with an unreadable body",
+                    response.site, response.status
+                ),
+            )),
         }
     }
 
     fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Failure {
-        Failure::find(error).cloned().unwrap_or_else(|| Failure::transient(codes::SITE_UNREACHABLE, switchyard_core::classify::error_chain(error)))
+        Failure::find(error).cloned().unwrap_or_else(|| {
+            Failure::transient(
+                codes::SITE_UNREACHABLE,
+                switchyard_core::classify::error_chain(error),
+            )
+        })
     }
 }
 
@@ -185,7 +256,13 @@ impl SiteClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        SiteClient { transport: SiteTransport { http, directory: directory.clone() }, directory }
+        SiteClient {
+            transport: SiteTransport {
+                http,
+                directory: directory.clone(),
+            },
+            directory,
+        }
     }
 
     /// The directory this client routes with.
@@ -193,70 +270,197 @@ impl SiteClient {
         &self.directory
     }
 
-    async fn send<R: DeserializeOwned>(&self, site: &str, method: http::Method, path: &str, body: Bytes, deadline: Option<Deadline>, timeout: Option<Duration>) -> Result<R, Failure> {
-        let request = SiteRequest { site: site.to_string(), method, path: path.to_string(), body, deadline, timeout };
+    async fn send<R: DeserializeOwned>(
+        &self,
+        site: &str,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+        deadline: Option<Deadline>,
+        timeout: Option<Duration>,
+    ) -> Result<R, Failure> {
+        let request = SiteRequest {
+            site: site.to_string(),
+            method,
+            path: path.to_string(),
+            body,
+            deadline,
+            timeout,
+        };
         let stack = ServiceBuilder::new()
             // Every failure leaves as a classified Failure (SITE_UNREACHABLE, TIMEOUT, or the site's own).
             .layer(ClassifyLayer::new(SiteStatus))
             // The caller's remaining budget bounds the whole exchange.
             .layer(EnforceDeadlineLayer::new(None))
             .service(self.transport.clone());
-        let response = stack.oneshot(request).await.map_err(|e| switchyard_core::classify::any_error(&*e))?;
-        serde_json::from_slice(&response.body).map_err(|e| Failure::permanent(codes::BAD_RESPONSE, format!("site {site} sent an unreadable answer: {e}")))
+        let response = stack
+            .oneshot(request)
+            .await
+            .map_err(|e| switchyard_core::classify::any_error(&*e))?;
+        serde_json::from_slice(&response.body).map_err(|e| {
+            Failure::permanent(
+                codes::BAD_RESPONSE,
+                format!("site {site} sent an unreadable answer: {e}"),
+            )
+        })
     }
 
-    async fn post<T: Serialize, R: DeserializeOwned>(&self, site: &str, path: &str, body: &T, deadline: Option<Deadline>) -> Result<R, Failure> {
-        let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?);
-        self.send(site, http::Method::POST, path, bytes, deadline, None).await
+    async fn post<T: Serialize, R: DeserializeOwned>(
+        &self,
+        site: &str,
+        path: &str,
+        body: &T,
+        deadline: Option<Deadline>,
+    ) -> Result<R, Failure> {
+        let bytes = Bytes::from(
+            serde_json::to_vec(body)
+                .map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?,
+        );
+        self.send(site, http::Method::POST, path, bytes, deadline, None)
+            .await
     }
 
     /// `Route.To(instance).Call(script, params)` (`[7.4-7-rt]`, `CD-IA-7`).
-    pub async fn call_script(&self, instance: &str, script: &str, params: Value, deadline: Option<Deadline>) -> Result<Value, Failure> {
+    pub async fn call_script(
+        &self,
+        instance: &str,
+        script: &str,
+        params: Value,
+        deadline: Option<Deadline>,
+    ) -> Result<Value, Failure> {
         let site = self.directory.site_of(instance)?.to_string();
-        let request = CallScript { instance: instance.to_string(), script: script.to_string(), params };
-        let result: ScriptResult = self.post(&site, protocol::paths::CALL, &request, deadline).await?;
+        let request = CallScript {
+            instance: instance.to_string(),
+            script: script.to_string(),
+            params,
+        };
+        let result: ScriptResult = self
+            .post(&site, protocol::paths::CALL, &request, deadline)
+            .await?;
         Ok(result.value)
     }
 
     /// `GetAttribute(s)`: one round trip for the batch (`CD-IA-9`).
-    pub async fn get_attributes(&self, instance: &str, names: Vec<String>, deadline: Option<Deadline>) -> Result<BTreeMap<String, Value>, Failure> {
+    pub async fn get_attributes(
+        &self,
+        instance: &str,
+        names: Vec<String>,
+        deadline: Option<Deadline>,
+    ) -> Result<BTreeMap<String, Value>, Failure> {
         let site = self.directory.site_of(instance)?.to_string();
-        let result: AttributeValues = self.post(&site, protocol::paths::GET_ATTRIBUTES, &GetAttributes { instance: instance.to_string(), names }, deadline).await?;
+        let result: AttributeValues = self
+            .post(
+                &site,
+                protocol::paths::GET_ATTRIBUTES,
+                &GetAttributes {
+                    instance: instance.to_string(),
+                    names,
+                },
+                deadline,
+            )
+            .await?;
         Ok(result.values)
     }
 
     /// `SetAttribute(s)`: one round trip, all or none (`CD-IA-9`).
-    pub async fn set_attributes(&self, instance: &str, values: BTreeMap<String, Value>, deadline: Option<Deadline>) -> Result<(), Failure> {
+    pub async fn set_attributes(
+        &self,
+        instance: &str,
+        values: BTreeMap<String, Value>,
+        deadline: Option<Deadline>,
+    ) -> Result<(), Failure> {
         let site = self.directory.site_of(instance)?.to_string();
-        let _: Value = self.post(&site, protocol::paths::SET_ATTRIBUTES, &SetAttributes { instance: instance.to_string(), values }, deadline).await?;
+        let _: Value = self
+            .post(
+                &site,
+                protocol::paths::SET_ATTRIBUTES,
+                &SetAttributes {
+                    instance: instance.to_string(),
+                    values,
+                },
+                deadline,
+            )
+            .await?;
         Ok(())
     }
 
     /// Deploys to a site; returns the revision it runs.
-    pub async fn deploy(&self, deployment: &Deployment, timeout: Duration) -> Result<String, Failure> {
-        let bytes = Bytes::from(serde_json::to_vec(deployment).map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?);
-        let deployed: Deployed = self.send(&deployment.site, http::Method::POST, protocol::paths::DEPLOY, bytes, None, Some(timeout)).await?;
+    pub async fn deploy(
+        &self,
+        deployment: &Deployment,
+        timeout: Duration,
+    ) -> Result<String, Failure> {
+        let bytes = Bytes::from(
+            serde_json::to_vec(deployment)
+                .map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?,
+        );
+        let deployed: Deployed = self
+            .send(
+                &deployment.site,
+                http::Method::POST,
+                protocol::paths::DEPLOY,
+                bytes,
+                None,
+                Some(timeout),
+            )
+            .await?;
         Ok(deployed.revision)
     }
 
     /// A site's health.
     pub async fn health(&self, site: &str, timeout: Duration) -> Result<Health, Failure> {
-        self.send(site, http::Method::GET, protocol::paths::HEALTH, Bytes::new(), None, Some(timeout)).await
+        self.send(
+            site,
+            http::Method::GET,
+            protocol::paths::HEALTH,
+            Bytes::new(),
+            None,
+            Some(timeout),
+        )
+        .await
     }
 
     /// A page of a site's parked messages.
-    pub async fn parked(&self, site: &str, after: Option<&str>, limit: usize, timeout: Duration) -> Result<ParkedList, Failure> {
+    pub async fn parked(
+        &self,
+        site: &str,
+        after: Option<&str>,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<ParkedList, Failure> {
         let mut path = format!("{}?limit={limit}", protocol::paths::PARKED);
         if let Some(after) = after {
             path.push_str(&format!("&after={}", percent_encode(after)));
         }
-        self.send(site, http::Method::GET, &path, Bytes::new(), None, Some(timeout)).await
+        self.send(
+            site,
+            http::Method::GET,
+            &path,
+            Bytes::new(),
+            None,
+            Some(timeout),
+        )
+        .await
     }
 
     /// Retries or discards a parked message (`action` is `retry` or `discard`).
-    pub async fn parked_action(&self, site: &str, id: &str, action: &str, timeout: Duration) -> Result<Value, Failure> {
+    pub async fn parked_action(
+        &self,
+        site: &str,
+        id: &str,
+        action: &str,
+        timeout: Duration,
+    ) -> Result<Value, Failure> {
         let path = format!("/cluster/parked/{}/{action}", percent_encode(id));
-        self.send(site, http::Method::POST, &path, Bytes::new(), None, Some(timeout)).await
+        self.send(
+            site,
+            http::Method::POST,
+            &path,
+            Bytes::new(),
+            None,
+            Some(timeout),
+        )
+        .await
     }
 }
 

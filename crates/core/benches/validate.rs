@@ -9,8 +9,24 @@ use std::hint::black_box;
 use switchyard_core::types::{ParamDef, Type, validate_params};
 
 fn defs() -> Vec<ParamDef> {
-    let types = ["String", "Integer", "Float", "Boolean", "DateTime", "List<Integer>", "Object{a: Integer, b?: String}", "List<Object{qty: Integer, sku: String}>"];
-    (0..20).map(|i| ParamDef::required(format!("field_{i:02}"), Type::parse(types[i % types.len()]).unwrap())).collect()
+    let types = [
+        "String",
+        "Integer",
+        "Float",
+        "Boolean",
+        "DateTime",
+        "List<Integer>",
+        "Object{a: Integer, b?: String}",
+        "List<Object{qty: Integer, sku: String}>",
+    ];
+    (0..20)
+        .map(|i| {
+            ParamDef::required(
+                format!("field_{i:02}"),
+                Type::parse(types[i % types.len()]).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn body() -> Value {
@@ -24,7 +40,9 @@ fn body() -> Value {
         json!({"a": 1, "b": "x"}),
         json!([{"qty": 1, "sku": "A-1"}, {"qty": 2, "sku": "B-2"}]),
     ];
-    let map = (0..20).map(|i| (format!("field_{i:02}"), values[i % values.len()].clone())).collect();
+    let map = (0..20)
+        .map(|i| (format!("field_{i:02}"), values[i % values.len()].clone()))
+        .collect();
     Value::Object(map)
 }
 
@@ -34,8 +52,12 @@ fn bench(c: &mut Criterion) {
     validate_params(&defs, &body).unwrap();
     let text = serde_json::to_string(&body).unwrap();
     let mut group = c.benchmark_group("validate");
-    group.bench_function("validate_20_field_params", |b| b.iter(|| validate_params(black_box(&defs), black_box(&body)).unwrap()));
-    group.bench_function("parse_same_body_json_for_scale", |b| b.iter(|| serde_json::from_str::<Value>(black_box(&text)).unwrap()));
+    group.bench_function("validate_20_field_params", |b| {
+        b.iter(|| validate_params(black_box(&defs), black_box(&body)).unwrap())
+    });
+    group.bench_function("parse_same_body_json_for_scale", |b| {
+        b.iter(|| serde_json::from_str::<Value>(black_box(&text)).unwrap())
+    });
     group.finish();
 }
 

@@ -16,9 +16,23 @@ pub fn http_status(status: u16) -> FailureClass {
 /// The failure for a non-success HTTP response. `retry_after` is honoured for 429 and 503.
 pub fn http_failure(status: u16, reason: &str, retry_after: Option<Duration>) -> Failure {
     let class = http_status(status);
-    let message = if reason.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {reason}") };
-    let retry_after = if matches!(status, 429 | 503) { retry_after } else { None };
-    Failure { class, code: codes::HTTP_STATUS.into(), status: Some(status), message, retry_after }
+    let message = if reason.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {reason}")
+    };
+    let retry_after = if matches!(status, 429 | 503) {
+        retry_after
+    } else {
+        None
+    };
+    Failure {
+        class,
+        code: codes::HTTP_STATUS.into(),
+        status: Some(status),
+        message,
+        retry_after,
+    }
 }
 
 /// Parses an HTTP `Retry-After` value given in seconds (the HTTP-date form is rare for
@@ -38,7 +52,10 @@ pub fn reqwest_error(err: &reqwest::Error) -> Failure {
     } else if err.is_connect() {
         Failure::transient(codes::CONNECTION, format!("connection failed: {cause}"))
     } else if err.is_decode() {
-        Failure::permanent(codes::BAD_RESPONSE, format!("undecodable response: {cause}"))
+        Failure::permanent(
+            codes::BAD_RESPONSE,
+            format!("undecodable response: {cause}"),
+        )
     } else if err.is_builder() || err.is_redirect() {
         Failure::permanent(codes::CONNECTION, format!("invalid request: {cause}"))
     } else if let Some(status) = err.status() {
@@ -73,7 +90,9 @@ pub fn any_error(err: &(dyn std::error::Error + 'static)) -> Failure {
 /// transient.
 pub fn io_error(err: &std::io::Error) -> Failure {
     match err.kind() {
-        std::io::ErrorKind::TimedOut => Failure::transient(codes::TIMEOUT, format!("timed out: {err}")),
+        std::io::ErrorKind::TimedOut => {
+            Failure::transient(codes::TIMEOUT, format!("timed out: {err}"))
+        }
         _ => Failure::transient(codes::CONNECTION, format!("connection failed: {err}")),
     }
 }
@@ -120,7 +139,11 @@ pub fn sqlstate(code: &str) -> FailureClass {
                 | "57P03" // cannot_connect_now
                 | "57P05" // idle_session_timeout
         );
-    if transient { FailureClass::Transient } else { FailureClass::Permanent }
+    if transient {
+        FailureClass::Transient
+    } else {
+        FailureClass::Permanent
+    }
 }
 
 /// SQLite primary result code → class. A busy or locked database and I/O failures are
@@ -133,9 +156,8 @@ pub fn sqlite_code(primary: i32) -> FailureClass {
     const SQLITE_CANTOPEN: i32 = 14;
     const SQLITE_PROTOCOL: i32 = 15;
     match primary {
-        SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN | SQLITE_PROTOCOL => {
-            FailureClass::Transient
-        }
+        SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN
+        | SQLITE_PROTOCOL => FailureClass::Transient,
         _ => FailureClass::Permanent,
     }
 }
@@ -208,9 +230,18 @@ mod tests {
 
     #[test]
     fn smtp_replies() {
-        for (code, class) in
-            [(421, Transient), (450, Transient), (451, Transient), (452, Transient), (454, Transient), (500, Permanent), (535, Permanent), (550, Permanent), (552, Permanent), (554, Permanent)]
-        {
+        for (code, class) in [
+            (421, Transient),
+            (450, Transient),
+            (451, Transient),
+            (452, Transient),
+            (454, Transient),
+            (500, Permanent),
+            (535, Permanent),
+            (550, Permanent),
+            (552, Permanent),
+            (554, Permanent),
+        ] {
             assert_eq!(smtp_reply(code), class, "SMTP {code}");
         }
     }
@@ -238,14 +269,33 @@ mod tests {
 
     #[test]
     fn sqlite_codes() {
-        for (code, class) in [(5, Transient), (6, Transient), (10, Transient), (14, Transient), (1, Permanent), (19, Permanent), (20, Permanent), (21, Permanent)] {
+        for (code, class) in [
+            (5, Transient),
+            (6, Transient),
+            (10, Transient),
+            (14, Transient),
+            (1, Permanent),
+            (19, Permanent),
+            (20, Permanent),
+            (21, Permanent),
+        ] {
             assert_eq!(sqlite_code(code), class, "SQLite {code}");
         }
     }
 
     #[test]
     fn mssql_numbers() {
-        for (n, class) in [(1205, Transient), (1222, Transient), (40613, Transient), (4060, Transient), (18456, Permanent), (102, Permanent), (2627, Permanent), (547, Permanent), (208, Permanent)] {
+        for (n, class) in [
+            (1205, Transient),
+            (1222, Transient),
+            (40613, Transient),
+            (4060, Transient),
+            (18456, Permanent),
+            (102, Permanent),
+            (2627, Permanent),
+            (547, Permanent),
+            (208, Permanent),
+        ] {
             assert_eq!(mssql_error(n), class, "MSSQL {n}");
         }
     }

@@ -17,7 +17,9 @@ pub struct Deadline {
 impl Deadline {
     /// A deadline `budget` from now.
     pub fn after(budget: Duration) -> Self {
-        Deadline { at: Instant::now() + budget }
+        Deadline {
+            at: Instant::now() + budget,
+        }
     }
 
     /// The instant of the deadline.
@@ -55,10 +57,9 @@ impl Deadline {
 
     /// Reads a header value written by [`Deadline::to_header_value`].
     pub fn from_header_value(value: &str) -> Result<Deadline, String> {
-        let ms: u64 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid {DEADLINE_HEADER} header `{value}`: expected whole milliseconds"))?;
+        let ms: u64 = value.trim().parse().map_err(|_| {
+            format!("invalid {DEADLINE_HEADER} header `{value}`: expected whole milliseconds")
+        })?;
         Ok(Deadline::after(Duration::from_millis(ms)))
     }
 }

@@ -79,19 +79,35 @@ pub struct Failure {
     /// Human-readable description, safe to show to a script author (no secrets).
     pub message: String,
     /// How long the peer asked us to wait (`Retry-After`), when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::units::opt_millis")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::units::opt_millis"
+    )]
     pub retry_after: Option<Duration>,
 }
 
 impl Failure {
     /// A failure worth retrying.
     pub fn transient(code: &str, message: impl Into<String>) -> Self {
-        Failure { class: FailureClass::Transient, code: code.into(), status: None, message: message.into(), retry_after: None }
+        Failure {
+            class: FailureClass::Transient,
+            code: code.into(),
+            status: None,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// A failure that retrying cannot fix.
     pub fn permanent(code: &str, message: impl Into<String>) -> Self {
-        Failure { class: FailureClass::Permanent, code: code.into(), status: None, message: message.into(), retry_after: None }
+        Failure {
+            class: FailureClass::Permanent,
+            code: code.into(),
+            status: None,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// Sets the peer status.

@@ -36,10 +36,13 @@ macro_rules! time_ordered_id {
 
             /// Milliseconds since the Unix epoch at which the id was made.
             pub fn unix_millis(&self) -> u64 {
-                self.0.get_timestamp().map(|ts| {
-                    let (secs, nanos) = ts.to_unix();
-                    secs * 1000 + u64::from(nanos) / 1_000_000
-                }).unwrap_or(0)
+                self.0
+                    .get_timestamp()
+                    .map(|ts| {
+                        let (secs, nanos) = ts.to_unix();
+                        secs * 1000 + u64::from(nanos) / 1_000_000
+                    })
+                    .unwrap_or(0)
             }
         }
 
@@ -59,7 +62,9 @@ macro_rules! time_ordered_id {
             type Err = String;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s.trim()).map($name).map_err(|_| format!("`{s}` is not a valid id (expected a UUID)"))
+                Uuid::parse_str(s.trim())
+                    .map($name)
+                    .map_err(|_| format!("`{s}` is not a valid id (expected a UUID)"))
             }
         }
     };

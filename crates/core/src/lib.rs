@@ -2,7 +2,12 @@
 //! and its definitions, the error model and its classifiers, retry policy, deadlines,
 //! ids, the cluster protocol, the script runtime and the database drivers.
 
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]
 
 pub mod classify;

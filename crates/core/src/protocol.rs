@@ -4,7 +4,8 @@
 //! Both sides use these types, so they cannot drift apart.
 
 use crate::config::{
-    Config, DatabaseDef, ExternalSystemDef, InstanceDef, NotificationListDef, ScriptSource, SmtpDef, TemplateDef,
+    Config, DatabaseDef, ExternalSystemDef, InstanceDef, NotificationListDef, ScriptSource,
+    SmtpDef, TemplateDef,
 };
 use crate::error::{Failure, FailureClass};
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,12 @@ pub struct Deployment {
 impl Deployment {
     /// The deployment of `site` from a configuration.
     pub fn for_site(config: &Config, site: &str) -> Deployment {
-        let instances: BTreeMap<_, _> = config.instances.iter().filter(|(_, i)| i.site == site).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let instances: BTreeMap<_, _> = config
+            .instances
+            .iter()
+            .filter(|(_, i)| i.site == site)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut deployment = Deployment {
             revision: String::new(),
             site: site.to_string(),
@@ -209,7 +215,12 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// The body for a failure.
     pub fn from_failure(failure: &Failure) -> ErrorBody {
-        ErrorBody { error: failure.message.clone(), code: failure.code.clone(), class: Some(failure.class), status: failure.status }
+        ErrorBody {
+            error: failure.message.clone(),
+            code: failure.code.clone(),
+            class: Some(failure.class),
+            status: failure.status,
+        }
     }
 
     /// The failure a body describes (permanent unless it says otherwise).

@@ -27,14 +27,20 @@ fn default_interval() -> Duration {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: default_max_retries(), interval: default_interval() }
+        RetryPolicy {
+            max_retries: default_max_retries(),
+            interval: default_interval(),
+        }
     }
 }
 
 impl RetryPolicy {
     /// A policy with the given cap and interval.
     pub fn new(max_retries: u32, interval: Duration) -> Self {
-        RetryPolicy { max_retries, interval }
+        RetryPolicy {
+            max_retries,
+            interval,
+        }
     }
 
     /// Delay before the next attempt: the fixed interval, or the peer's `Retry-After`
@@ -60,8 +66,14 @@ mod tests {
     fn retry_after_wins_only_when_longer() {
         let policy = RetryPolicy::new(3, Duration::from_secs(30));
         assert_eq!(policy.delay(None), Duration::from_secs(30));
-        assert_eq!(policy.delay(Some(Duration::from_secs(5))), Duration::from_secs(30));
-        assert_eq!(policy.delay(Some(Duration::from_secs(120))), Duration::from_secs(120));
+        assert_eq!(
+            policy.delay(Some(Duration::from_secs(5))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            policy.delay(Some(Duration::from_secs(120))),
+            Duration::from_secs(120)
+        );
     }
 
     #[test]

@@ -6,18 +6,22 @@ use std::time::Duration;
 
 /// Parses a humantime duration (`"500ms"`, `"30s"`, `"5m"`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration `{text}`: {e} (examples: \"500ms\", \"30s\", \"5m\")"))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration `{text}`: {e} (examples: \"500ms\", \"30s\", \"5m\")")
+    })
 }
 
 /// Parses a byte size: a number with an optional unit `B`, `KB`, `MB`, `GB`, `KiB`,
 /// `MiB`, `GiB`, `TiB` (case-insensitive).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid size `{text}` (examples: \"512MiB\", \"1GiB\", \"65536\")"))?;
+    let number: f64 = number.parse().map_err(|_| {
+        format!("invalid size `{text}` (examples: \"512MiB\", \"1GiB\", \"65536\")")
+    })?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1_000,
@@ -27,7 +31,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "mib" | "m" => 1 << 20,
         "gib" | "g" => 1 << 30,
         "tib" | "t" => 1 << 40,
-        other => return Err(format!("invalid size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB or GB)")),
+        other => {
+            return Err(format!(
+                "invalid size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
     };
     let bytes = number * factor as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
@@ -101,10 +109,21 @@ mod tests {
 
     #[test]
     fn byte_sizes() {
-        for (text, want) in [("1MiB", 1 << 20), ("512MiB", 512 << 20), ("1 GiB", 1 << 30), ("65536", 65536), ("2KB", 2000), ("1.5KiB", 1536)] {
+        for (text, want) in [
+            ("1MiB", 1 << 20),
+            ("512MiB", 512 << 20),
+            ("1 GiB", 1 << 30),
+            ("65536", 65536),
+            ("2KB", 2000),
+            ("1.5KiB", 1536),
+        ] {
             assert_eq!(parse_bytes(text), Ok(want), "{text}");
         }
-        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unit `parsecs`"));
+        assert!(
+            parse_bytes("12 parsecs")
+                .unwrap_err()
+                .contains("unit `parsecs`")
+        );
         assert!(parse_bytes("lots").is_err());
     }
 
@@ -112,6 +131,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("soon").unwrap_err().contains("invalid duration `soon`"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("invalid duration `soon`")
+        );
     }
 }

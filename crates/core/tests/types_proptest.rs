@@ -18,9 +18,15 @@ fn arb_type() -> impl Strategy<Value = Type> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             inner.clone().prop_map(|t| Type::List(Some(Box::new(t)))),
-            prop::collection::btree_map("[a-z][a-z0-9_]{0,5}", (inner, any::<bool>()), 0..6).prop_map(|fields| {
-                Type::Object(Some(fields.into_iter().map(|(name, (ty, optional))| Field { name, ty, optional }).collect()))
-            }),
+            prop::collection::btree_map("[a-z][a-z0-9_]{0,5}", (inner, any::<bool>()), 0..6)
+                .prop_map(|fields| {
+                    Type::Object(Some(
+                        fields
+                            .into_iter()
+                            .map(|(name, (ty, optional))| Field { name, ty, optional })
+                            .collect(),
+                    ))
+                }),
         ]
     })
 }
@@ -29,14 +35,28 @@ fn arb_value_for(ty: &Type) -> BoxedStrategy<Value> {
     match ty {
         Type::Boolean => any::<bool>().prop_map(Value::Bool).boxed(),
         Type::Integer => any::<i64>().prop_map(|i| json!(i)).boxed(),
-        Type::Float => prop_oneof![any::<i32>().prop_map(|i| json!(i)), (-1e9f64..1e9).prop_map(|f| json!(f))].boxed(),
+        Type::Float => prop_oneof![
+            any::<i32>().prop_map(|i| json!(i)),
+            (-1e9f64..1e9).prop_map(|f| json!(f))
+        ]
+        .boxed(),
         Type::String => ".{0,12}".prop_map(Value::String).boxed(),
         Type::DateTime => (0i64..4_000_000_000)
-            .prop_map(|secs| Value::String(chrono::DateTime::from_timestamp(secs, 0).unwrap().to_rfc3339()))
+            .prop_map(|secs| {
+                Value::String(
+                    chrono::DateTime::from_timestamp(secs, 0)
+                        .unwrap()
+                        .to_rfc3339(),
+                )
+            })
             .boxed(),
-        Type::List(None) => prop::collection::vec(any::<i32>().prop_map(|i| json!(i)), 0..4).prop_map(Value::Array).boxed(),
+        Type::List(None) => prop::collection::vec(any::<i32>().prop_map(|i| json!(i)), 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
         Type::Object(None) => Just(json!({"anything": [1, "x"]})).boxed(),
-        Type::List(Some(inner)) => prop::collection::vec(arb_value_for(inner), 0..4).prop_map(Value::Array).boxed(),
+        Type::List(Some(inner)) => prop::collection::vec(arb_value_for(inner), 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
         Type::Object(Some(fields)) => {
             let per_field: Vec<BoxedStrategy<Option<(String, Value)>>> = fields
                 .iter()
@@ -55,7 +75,11 @@ fn arb_value_for(ty: &Type) -> BoxedStrategy<Value> {
                     }
                 })
                 .collect();
-            per_field.prop_map(|entries| Value::Object(entries.into_iter().flatten().collect::<Map<_, _>>())).boxed()
+            per_field
+                .prop_map(|entries| {
+                    Value::Object(entries.into_iter().flatten().collect::<Map<_, _>>())
+                })
+                .boxed()
         }
     }
 }

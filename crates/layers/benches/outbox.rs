@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_core::{BoxError, MessageId, RetryPolicy};
 use switchyard_layers::store_forward::{
-    Category, FjallOutbox, Forwarder, ForwarderOptions, NewMessage, OutboxEvent, OutboxOptions, StoredMessage, now_ms,
+    Category, FjallOutbox, Forwarder, ForwarderOptions, NewMessage, OutboxEvent, OutboxOptions,
+    StoredMessage, now_ms,
 };
 
 const PRODUCERS: usize = 64;
@@ -62,12 +63,17 @@ fn message() -> NewMessage {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn bench_enqueue(c: &mut Criterion) {
     let mut group = c.benchmark_group("enqueue");
-    group.sample_size(10).measurement_time(Duration::from_secs(15));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15));
     let total = (PRODUCERS * PER_PRODUCER) as u64;
     group.throughput(Throughput::Elements(total));
 
@@ -75,7 +81,9 @@ fn bench_enqueue(c: &mut Criterion) {
     group.bench_function("raw_fjall_baseline_batch256_syncdata", |b| {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::builder(dir.path()).open().unwrap();
-        let ks = db.keyspace("items", KeyspaceCreateOptions::default).unwrap();
+        let ks = db
+            .keyspace("items", KeyspaceCreateOptions::default)
+            .unwrap();
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
@@ -96,7 +104,9 @@ fn bench_enqueue(c: &mut Criterion) {
     group.bench_function("raw_fjall_batch64_syncdata", |b| {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::builder(dir.path()).open().unwrap();
-        let ks = db.keyspace("items", KeyspaceCreateOptions::default).unwrap();
+        let ks = db
+            .keyspace("items", KeyspaceCreateOptions::default)
+            .unwrap();
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
@@ -117,7 +127,14 @@ fn bench_enqueue(c: &mut Criterion) {
     group.bench_function("outbox_64_producers", |b| {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
-        let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
+        let outbox = FjallOutbox::open(
+            dir.path(),
+            OutboxOptions {
+                min_free_disk: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
@@ -144,7 +161,14 @@ fn bench_enqueue(c: &mut Criterion) {
     group.bench_function("outbox_64_producers_4_in_flight_each", |b| {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
-        let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
+        let outbox = FjallOutbox::open(
+            dir.path(),
+            OutboxOptions {
+                min_free_disk: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
@@ -157,7 +181,9 @@ fn bench_enqueue(c: &mut Criterion) {
                             futures::stream::iter(0..PER_PRODUCER)
                                 .map(|_| outbox.enqueue(message()))
                                 .buffer_unordered(4)
-                                .for_each(|r| async move { r.unwrap(); })
+                                .for_each(|r| async move {
+                                    r.unwrap();
+                                })
                                 .await;
                         }));
                     }
@@ -176,7 +202,9 @@ fn bench_enqueue(c: &mut Criterion) {
 
 fn bench_drain(c: &mut Criterion) {
     let mut group = c.benchmark_group("drain");
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(DRAIN as u64));
     group.bench_function("drain_100k_accept_all", |b| {
         let rt = runtime();
@@ -185,7 +213,14 @@ fn bench_drain(c: &mut Criterion) {
                 let mut elapsed = Duration::ZERO;
                 for _ in 0..iters {
                     let dir = tempfile::tempdir().unwrap();
-                    let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
+                    let outbox = FjallOutbox::open(
+                        dir.path(),
+                        OutboxOptions {
+                            min_free_disk: 0,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
                     // Fill (not timed): due now.
                     let now = now_ms();
                     for chunk in 0..(DRAIN / 1000) {
@@ -207,9 +242,18 @@ fn bench_drain(c: &mut Criterion) {
                         outbox.apply(events, false).await.unwrap();
                     }
                     assert_eq!(outbox.pending_total(), DRAIN as u64);
-                    let accept = tower::service_fn(|_: StoredMessage| async { Ok::<(), BoxError>(()) });
+                    let accept =
+                        tower::service_fn(|_: StoredMessage| async { Ok::<(), BoxError>(()) });
                     let start = Instant::now();
-                    let forwarder = Forwarder::new(outbox.clone(), accept, ForwarderOptions { concurrency: 512, ..Default::default() }).spawn();
+                    let forwarder = Forwarder::new(
+                        outbox.clone(),
+                        accept,
+                        ForwarderOptions {
+                            concurrency: 512,
+                            ..Default::default()
+                        },
+                    )
+                    .spawn();
                     while outbox.pending_total() > 0 {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
@@ -237,7 +281,10 @@ fn main() {
     println!("== store-and-forward summary ==");
     if baseline > 0.0 && enqueue > 0.0 {
         println!("(a) raw fjall baseline (1 writer, batch 256, SyncData): {baseline:>10.0} msgs/s");
-        println!("    raw fjall, batch 64, SyncData (64 producers' bound): {:>10.0} msgs/s", RAW64.rate());
+        println!(
+            "    raw fjall, batch 64, SyncData (64 producers' bound): {:>10.0} msgs/s",
+            RAW64.rate()
+        );
         println!(
             "(a) durable enqueue, 64 producers:                     {enqueue:>10.0} msgs/s = {:.0}% of baseline (target >= 50% and >= 50,000 msgs/s)",
             100.0 * enqueue / baseline
@@ -250,6 +297,8 @@ fn main() {
     }
     let drained = DRAINED.rate();
     if drained > 0.0 {
-        println!("(b) drain of 100,000 buffered messages:                {drained:>10.0} msgs/s (target >= 50,000)");
+        println!(
+            "(b) drain of 100,000 buffered messages:                {drained:>10.0} msgs/s (target >= 50,000)"
+        );
     }
 }

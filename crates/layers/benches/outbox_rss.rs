@@ -20,13 +20,30 @@ fn status_kib(field: &str) -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that excludes us means: do nothing.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    if !args.is_empty() && !args.iter().any(|a| "rss".contains(a.as_str()) || a.contains("rss")) {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !args.is_empty()
+        && !args
+            .iter()
+            .any(|a| "rss".contains(a.as_str()) || a.contains("rss"))
+    {
         return;
     }
-    let total: usize = std::env::var("SWITCHYARD_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000_000);
-    let dir = tempfile::tempdir_in(std::env::var("SWITCHYARD_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let total: usize = std::env::var("SWITCHYARD_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let dir = tempfile::tempdir_in(
+        std::env::var("SWITCHYARD_BENCH_DIR")
+            .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let padding = "x".repeat(200);
     runtime.block_on(async move {
         let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();

@@ -15,7 +15,12 @@
 //! type (`Unauthorized`, `Invalid`, `Elapsed`, `Failure`) that callers test with
 //! `err.is::<T>()`.
 
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]
 
 pub mod auth;

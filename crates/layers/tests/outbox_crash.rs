@@ -14,8 +14,14 @@ const CHILD_ENV: &str = "SWITCHYARD_OUTBOX_CRASH_CHILD_DIR";
 /// Runs only inside the child process started by `acknowledged_messages_survive_sigkill`.
 #[test]
 fn child_enqueues_until_killed() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let outbox = FjallOutbox::open(dir.as_ref(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<MessageId>();
@@ -59,7 +65,12 @@ fn acknowledged_messages_survive_sigkill() {
     let mut acked: HashSet<MessageId> = HashSet::new();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_enqueues_until_killed", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_enqueues_until_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -87,21 +98,44 @@ fn acknowledged_messages_survive_sigkill() {
                 acked.insert(id.parse().unwrap());
             }
         }
-        assert!(acked.len() >= 1000 * (round + 1), "the child acknowledged too little: {}", acked.len());
+        assert!(
+            acked.len() >= 1000 * (round + 1),
+            "the child acknowledged too little: {}",
+            acked.len()
+        );
     }
 
-    let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
-    let stored = outbox.due(u64::MAX - 1, usize::MAX, &HashSet::new(), None).unwrap().messages;
+    let outbox = FjallOutbox::open(
+        dir.path(),
+        OutboxOptions {
+            min_free_disk: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stored = outbox
+        .due(u64::MAX - 1, usize::MAX, &HashSet::new(), None)
+        .unwrap()
+        .messages;
     let mut seen: HashMap<MessageId, usize> = HashMap::new();
     for m in &stored {
         *seen.entry(m.id).or_default() += 1;
     }
     let missing: Vec<_> = acked.iter().filter(|id| !seen.contains_key(id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged message(s) lost, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged message(s) lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "duplicated: {duplicated:?}");
     for id in &acked {
         assert!(outbox.is_pending(*id).unwrap());
     }
-    eprintln!("{} acknowledged, {} stored (the rest were written but not yet acknowledged when killed)", acked.len(), stored.len());
+    eprintln!(
+        "{} acknowledged, {} stored (the rest were written but not yet acknowledged when killed)",
+        acked.len(),
+        stored.len()
+    );
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use switchyard_core::database::DatabasePool;
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
-use switchyard_layers::store_forward::{Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage};
+use switchyard_layers::store_forward::{
+    Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
+};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// One write.
@@ -39,7 +41,11 @@ impl Forwardable for DbWrite {
 }
 
 async fn execute(write: DbWrite) -> Result<u64, BoxError> {
-    write.pool.execute(&write.sql, &write.params, write.deadline).await.map_err(BoxError::from)
+    write
+        .pool
+        .execute(&write.sql, &write.params, write.deadline)
+        .await
+        .map_err(BoxError::from)
 }
 
 /// Cached writes of a deployment.
@@ -52,23 +58,53 @@ pub struct CachedWrites {
 
 impl CachedWrites {
     /// Writes through `pools`, buffering into `outbox`.
-    pub fn new(pools: Arc<HashMap<String, Arc<DatabasePool>>>, retries: HashMap<String, RetryPolicy>, outbox: FjallOutbox) -> Self {
-        CachedWrites { pools, retries: Arc::new(retries), outbox }
+    pub fn new(
+        pools: Arc<HashMap<String, Arc<DatabasePool>>>,
+        retries: HashMap<String, RetryPolicy>,
+        outbox: FjallOutbox,
+    ) -> Self {
+        CachedWrites {
+            pools,
+            retries: Arc::new(retries),
+            outbox,
+        }
     }
 
-    fn write(&self, id: MessageId, connection: &str, sql: &str, params: Vec<Value>, deadline: Option<Deadline>) -> Result<DbWrite, Failure> {
-        let pool = self
-            .pools
-            .get(connection)
-            .cloned()
-            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no database connection named `{connection}`")))?;
+    fn write(
+        &self,
+        id: MessageId,
+        connection: &str,
+        sql: &str,
+        params: Vec<Value>,
+        deadline: Option<Deadline>,
+    ) -> Result<DbWrite, Failure> {
+        let pool = self.pools.get(connection).cloned().ok_or_else(|| {
+            Failure::permanent(
+                codes::NOT_FOUND,
+                format!("no database connection named `{connection}`"),
+            )
+        })?;
         let retry = self.retries.get(connection).copied().unwrap_or_default();
-        Ok(DbWrite { id, connection: connection.to_string(), sql: sql.to_string(), params, deadline, retry, pool })
+        Ok(DbWrite {
+            id,
+            connection: connection.to_string(),
+            sql: sql.to_string(),
+            params,
+            deadline,
+            retry,
+            pool,
+        })
     }
 
     /// `Database.CachedWrite(name, sql, params)`: `None` when written now, the message id
     /// when buffered; permanent failures come back.
-    pub async fn cached_write(&self, connection: &str, sql: &str, params: Vec<Value>, deadline: Option<Deadline>) -> Result<Option<MessageId>, Failure> {
+    pub async fn cached_write(
+        &self,
+        connection: &str,
+        sql: &str,
+        params: Vec<Value>,
+        deadline: Option<Deadline>,
+    ) -> Result<Option<MessageId>, Failure> {
         let write = self.write(MessageId::new(), connection, sql, params, deadline)?;
         let stack = ServiceBuilder::new()
             // The database being unavailable must not lose the write (or block the script).
@@ -85,8 +121,14 @@ impl CachedWrites {
     pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
         let connection = message.payload["connection"].as_str().unwrap_or_default();
         let sql = message.payload["sql"].as_str().unwrap_or_default();
-        let params = message.payload["params"].as_array().cloned().unwrap_or_default();
+        let params = message.payload["params"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let write = self.write(message.id, connection, sql, params, None)?;
-        execute(write).await.map(|_| ()).map_err(|e| switchyard_core::classify::any_error(&*e))
+        execute(write)
+            .await
+            .map(|_| ())
+            .map_err(|e| switchyard_core::classify::any_error(&*e))
     }
 }

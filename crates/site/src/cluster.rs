@@ -17,7 +17,8 @@ use std::sync::Arc;
 use switchyard_core::deadline::DEADLINE_HEADER;
 use switchyard_core::error::codes;
 use switchyard_core::protocol::{
-    self, AttributeValues, CallScript, Deployed, ErrorBody, GetAttributes, Health, ParkedList, ParkedView, Role, ScriptResult, SetAttributes,
+    self, AttributeValues, CallScript, Deployed, ErrorBody, GetAttributes, Health, ParkedList,
+    ParkedView, Role, ScriptResult, SetAttributes,
 };
 use switchyard_core::script::ScriptError;
 use switchyard_core::{Deadline, Failure, FailureClass, MessageId};
@@ -36,11 +37,22 @@ pub fn router(node: Arc<SiteNode>) -> Router {
         .route(protocol::paths::PARKED_DISCARD, post(discard_parked))
         // Only central, holding the site token, gets past this point.
         .layer(middleware::from_fn_with_state(node.clone(), require_token))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such cluster endpoint", None) })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "no such cluster endpoint",
+                None,
+            )
+        })
         .with_state(node)
 }
 
-async fn require_token(State(node): State<Arc<SiteNode>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(node): State<Arc<SiteNode>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -48,12 +60,27 @@ async fn require_token(State(node): State<Arc<SiteNode>>, request: Request, next
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(token) if node.token_matches(token) => next.run(request).await,
-        _ => error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong site token", None),
+        _ => error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing or wrong site token",
+            None,
+        ),
     }
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>, class: Option<FailureClass>) -> Response {
-    let body = ErrorBody { error: message.into(), code: code.to_string(), class, status: None };
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    class: Option<FailureClass>,
+) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+        code: code.to_string(),
+        class,
+        status: None,
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -69,26 +96,60 @@ fn failure_response(failure: &Failure) -> Response {
 
 fn script_error_response(what: &str, err: &ScriptError) -> Response {
     match err {
-        ScriptError::Timeout { .. } => error(StatusCode::GATEWAY_TIMEOUT, codes::TIMEOUT, format!("{what}: {err}"), Some(FailureClass::Transient)),
-        ScriptError::Overloaded => error(StatusCode::SERVICE_UNAVAILABLE, codes::OVERLOADED, format!("{what}: {err}"), Some(FailureClass::Transient)),
+        ScriptError::Timeout { .. } => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            codes::TIMEOUT,
+            format!("{what}: {err}"),
+            Some(FailureClass::Transient),
+        ),
+        ScriptError::Overloaded => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::OVERLOADED,
+            format!("{what}: {err}"),
+            Some(FailureClass::Transient),
+        ),
         ScriptError::Failure(f) if f.code == codes::NOT_FOUND => failure_response(f),
-        other => error(StatusCode::INTERNAL_SERVER_ERROR, codes::SCRIPT_ERROR, format!("{what}: {other}"), Some(FailureClass::Permanent)),
+        other => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::SCRIPT_ERROR,
+            format!("{what}: {other}"),
+            Some(FailureClass::Permanent),
+        ),
     }
 }
 
+#[allow(clippy::result_large_err)] // the error is the response itself, built once
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_JSON", format!("invalid request body: {e}"), Some(FailureClass::Permanent)))
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "BAD_JSON",
+            format!("invalid request body: {e}"),
+            Some(FailureClass::Permanent),
+        )
+    })
 }
 
+#[allow(clippy::result_large_err)] // the error is the response itself, built once
 fn deadline(headers: &HeaderMap) -> Result<Option<Deadline>, Response> {
-    match headers.get(DEADLINE_HEADER).map(|v| v.to_str().unwrap_or("")) {
+    match headers
+        .get(DEADLINE_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
         None => Ok(None),
-        Some(value) => Deadline::from_header_value(value).map(Some).map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None)),
+        Some(value) => Deadline::from_header_value(value)
+            .map(Some)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None)),
     }
 }
 
 fn no_deployment(node: &SiteNode) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "NO_DEPLOYMENT", format!("site {} has no deployment yet", node.name), Some(FailureClass::Transient))
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "NO_DEPLOYMENT",
+        format!("site {} has no deployment yet", node.name),
+        Some(FailureClass::Transient),
+    )
 }
 
 async fn deploy(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
@@ -99,9 +160,18 @@ async fn deploy(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
     match node.deploy(deployment).await {
         Ok(revision) => axum::Json(Deployed { revision }).into_response(),
         Err(errors) => {
-            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            let message = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
             tracing::error!(site = %node.name, errors = %message, "deployment rejected; the previous one stays active");
-            error(StatusCode::UNPROCESSABLE_ENTITY, "DEPLOYMENT_REJECTED", message, Some(FailureClass::Permanent))
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "DEPLOYMENT_REJECTED",
+                message,
+                Some(FailureClass::Permanent),
+            )
         }
     }
 }
@@ -115,9 +185,14 @@ async fn call(State(node): State<Arc<SiteNode>>, headers: HeaderMap, body: Bytes
         Ok(d) => d,
         Err(r) => return r,
     };
-    let Some(runtime) = node.runtime() else { return no_deployment(&node) };
+    let Some(runtime) = node.runtime() else {
+        return no_deployment(&node);
+    };
     let what = format!("{}/{}", request.instance, request.script);
-    match runtime.call_script(&request.instance, &request.script, request.params, deadline).await {
+    match runtime
+        .call_script(&request.instance, &request.script, request.params, deadline)
+        .await
+    {
         Ok(value) => axum::Json(ScriptResult { value }).into_response(),
         Err(e) => script_error_response(&what, &e),
     }
@@ -128,7 +203,9 @@ async fn get_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Respo
         Ok(r) => r,
         Err(r) => return r,
     };
-    let Some(runtime) = node.runtime() else { return no_deployment(&node) };
+    let Some(runtime) = node.runtime() else {
+        return no_deployment(&node);
+    };
     match runtime.get_attributes(&request.instance, &request.names) {
         Ok(values) => axum::Json(AttributeValues { values }).into_response(),
         Err(f) => failure_response(&f),
@@ -140,7 +217,9 @@ async fn set_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Respo
         Ok(r) => r,
         Err(r) => return r,
     };
-    let Some(runtime) = node.runtime() else { return no_deployment(&node) };
+    let Some(runtime) = node.runtime() else {
+        return no_deployment(&node);
+    };
     // Storing values touches the disk: not on the async workers.
     let handle = tokio::runtime::Handle::current();
     let result = tokio::task::spawn_blocking(move || {
@@ -151,7 +230,12 @@ async fn set_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Respo
     match result {
         Ok(Ok(())) => axum::Json(serde_json::json!({})).into_response(),
         Ok(Err(f)) => failure_response(&f),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            e.to_string(),
+            None,
+        ),
     }
 }
 
@@ -175,7 +259,11 @@ struct PageQuery {
 
 /// A parked message as operators see it.
 pub fn parked_view(p: &ParkedMessage) -> ParkedView {
-    let time = |ms: u64| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0)).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let time = |ms: u64| {
+        chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(0))
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
     ParkedView {
         id: p.message.id.to_string(),
         category: p.message.category.to_string(),
@@ -189,24 +277,54 @@ pub fn parked_view(p: &ParkedMessage) -> ParkedView {
 }
 
 async fn list_parked(State(node): State<Arc<SiteNode>>, Query(page): Query<PageQuery>) -> Response {
-    let after = match page.after.as_deref().map(str::parse::<MessageId>).transpose() {
+    let after = match page
+        .after
+        .as_deref()
+        .map(str::parse::<MessageId>)
+        .transpose()
+    {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
     };
     let limit = page.limit.unwrap_or(50).clamp(1, 1000);
     let outbox = node.outbox().clone();
     match tokio::task::spawn_blocking(move || outbox.list_parked(after, limit)).await {
-        Ok(Ok(page)) => axum::Json(ParkedList { items: page.items.iter().map(parked_view).collect(), next: page.next.map(|id| id.to_string()) }).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, codes::BUFFER_REFUSED, e.to_string(), None),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None),
+        Ok(Ok(page)) => axum::Json(ParkedList {
+            items: page.items.iter().map(parked_view).collect(),
+            next: page.next.map(|id| id.to_string()),
+        })
+        .into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::BUFFER_REFUSED,
+            e.to_string(),
+            None,
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            e.to_string(),
+            None,
+        ),
     }
 }
 
 fn outbox_result(result: Result<(), OutboxError>, id: MessageId, action: &str) -> Response {
     match result {
-        Ok(()) => axum::Json(serde_json::json!({ "id": id.to_string(), "status": action })).into_response(),
-        Err(OutboxError::NotFound(_)) => error(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("no parked message with id {id}"), None),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, codes::BUFFER_REFUSED, e.to_string(), None),
+        Ok(()) => axum::Json(serde_json::json!({ "id": id.to_string(), "status": action }))
+            .into_response(),
+        Err(OutboxError::NotFound(_)) => error(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("no parked message with id {id}"),
+            None,
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::BUFFER_REFUSED,
+            e.to_string(),
+            None,
+        ),
     }
 }
 

@@ -36,7 +36,13 @@ impl Instance {
     /// An instance with `initial` values from its definition, overridden by `stored`
     /// values from an earlier run (those of the wrong type for the current template are
     /// dropped). Alarms start in the state the values put them in, without triggering.
-    pub fn new(code: &str, template_name: &str, template: Arc<TemplateDef>, initial: &BTreeMap<String, Value>, stored: BTreeMap<String, Value>) -> Instance {
+    pub fn new(
+        code: &str,
+        template_name: &str,
+        template: Arc<TemplateDef>,
+        initial: &BTreeMap<String, Value>,
+        stored: BTreeMap<String, Value>,
+    ) -> Instance {
         let mut values = BTreeMap::new();
         for (name, ty) in &template.attributes {
             let value = match stored.get(name) {
@@ -49,7 +55,11 @@ impl Instance {
             };
             values.insert(name.clone(), value);
         }
-        let alarm_active = template.alarms.iter().map(|a| values.get(&a.attribute).is_some_and(|v| is_active(a, v))).collect();
+        let alarm_active = template
+            .alarms
+            .iter()
+            .map(|a| values.get(&a.attribute).is_some_and(|v| is_active(a, v)))
+            .collect();
         Instance {
             code: code.to_string(),
             template_name: template_name.to_string(),
@@ -83,15 +93,31 @@ impl Instance {
     /// Several attribute values, all or none.
     pub fn get_many(&self, names: &[String]) -> Result<BTreeMap<String, Value>, Failure> {
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
-        names.iter().map(|n| values.get(n).cloned().map(|v| (n.clone(), v)).ok_or_else(|| self.unknown(n))).collect()
+        names
+            .iter()
+            .map(|n| {
+                values
+                    .get(n)
+                    .cloned()
+                    .map(|v| (n.clone(), v))
+                    .ok_or_else(|| self.unknown(n))
+            })
+            .collect()
     }
 
     /// Checks new values against the attribute types without applying them.
     pub fn check(&self, values: &BTreeMap<String, Value>) -> Result<(), Failure> {
         for (name, value) in values {
-            let ty = self.template.attributes.get(name).ok_or_else(|| self.unknown(name))?;
+            let ty = self
+                .template
+                .attributes
+                .get(name)
+                .ok_or_else(|| self.unknown(name))?;
             ty.validate(name, value, Strictness::Exact).map_err(|e| {
-                Failure::permanent(codes::TYPE_MISMATCH, format!("{}: attribute {name} is {ty}: {}", self.code, e.reason))
+                Failure::permanent(
+                    codes::TYPE_MISMATCH,
+                    format!("{}: attribute {name} is {ty}: {}", self.code, e.reason),
+                )
             })?;
         }
         Ok(())
@@ -108,10 +134,17 @@ impl Instance {
         let mut active = self.alarm_active.lock().unwrap_or_else(|p| p.into_inner());
         let mut triggers = Vec::new();
         for (index, alarm) in self.template.alarms.iter().enumerate() {
-            let Some(value) = new_values.get(&alarm.attribute) else { continue };
+            let Some(value) = new_values.get(&alarm.attribute) else {
+                continue;
+            };
             let now = is_active(alarm, value);
             if now && !active[index] {
-                triggers.push(AlarmTrigger { index, alarm: alarm.name.clone(), attribute: alarm.attribute.clone(), value: value.clone() });
+                triggers.push(AlarmTrigger {
+                    index,
+                    alarm: alarm.name.clone(),
+                    attribute: alarm.attribute.clone(),
+                    value: value.clone(),
+                });
             }
             active[index] = now;
         }
@@ -119,12 +152,20 @@ impl Instance {
     }
 
     fn unknown(&self, name: &str) -> Failure {
-        Failure::permanent(codes::NOT_FOUND, format!("{} (template {}) has no attribute `{name}`", self.code, self.template_name))
+        Failure::permanent(
+            codes::NOT_FOUND,
+            format!(
+                "{} (template {}) has no attribute `{name}`",
+                self.code, self.template_name
+            ),
+        )
     }
 }
 
 fn is_active(alarm: &AlarmDef, value: &Value) -> bool {
-    let Some(v) = value.as_f64() else { return false };
+    let Some(v) = value.as_f64() else {
+        return false;
+    };
     alarm.above.is_some_and(|limit| v > limit) || alarm.below.is_some_and(|limit| v < limit)
 }
 
@@ -136,25 +177,47 @@ mod tests {
 
     fn tank() -> Arc<TemplateDef> {
         Arc::new(TemplateDef {
-            attributes: BTreeMap::from([("Level".into(), Type::Float), ("Name".into(), Type::String)]),
+            attributes: BTreeMap::from([
+                ("Level".into(), Type::Float),
+                ("Name".into(), Type::String),
+            ]),
             scripts: BTreeMap::new(),
-            alarms: vec![AlarmDef { name: "HighLevel".into(), attribute: "Level".into(), above: Some(90.0), below: None, on_trigger: None }],
+            alarms: vec![AlarmDef {
+                name: "HighLevel".into(),
+                attribute: "Level".into(),
+                above: Some(90.0),
+                below: None,
+                on_trigger: None,
+            }],
         })
     }
 
     #[test]
     fn wrong_types_name_the_attribute_and_both_types() {
         let t = Instance::new("T-1", "Tank", tank(), &BTreeMap::new(), BTreeMap::new());
-        let err = t.check(&BTreeMap::from([("Level".into(), json!("high"))])).unwrap_err();
+        let err = t
+            .check(&BTreeMap::from([("Level".into(), json!("high"))]))
+            .unwrap_err();
         assert_eq!(err.code, codes::TYPE_MISMATCH);
-        assert_eq!(err.message, r#"T-1: attribute Level is Float: expected Float, found String "high""#);
-        let err = t.check(&BTreeMap::from([("Colour".into(), json!(1))])).unwrap_err();
+        assert_eq!(
+            err.message,
+            r#"T-1: attribute Level is Float: expected Float, found String "high""#
+        );
+        let err = t
+            .check(&BTreeMap::from([("Colour".into(), json!(1))]))
+            .unwrap_err();
         assert_eq!(err.message, "T-1 (template Tank) has no attribute `Colour`");
     }
 
     #[test]
     fn alarms_trigger_once_per_transition() {
-        let t = Instance::new("T-1", "Tank", tank(), &BTreeMap::from([("Level".into(), json!(10.0))]), BTreeMap::new());
+        let t = Instance::new(
+            "T-1",
+            "Tank",
+            tank(),
+            &BTreeMap::from([("Level".into(), json!(10.0))]),
+            BTreeMap::new(),
+        );
         let set = |v: f64| t.apply(&BTreeMap::from([("Level".into(), json!(v))])).len();
         assert_eq!(set(95.0), 1);
         assert_eq!(set(96.0), 0, "still above: no new trigger");

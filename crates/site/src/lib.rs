@@ -2,7 +2,12 @@
 //! dedicated pool, the outbound surfaces (external systems, databases, e-mail) with
 //! store-and-forward, and the cluster endpoint central calls.
 
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]
 
 pub mod cached_write;

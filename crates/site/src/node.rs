@@ -14,7 +14,10 @@ use switchyard_core::error::codes;
 use switchyard_core::protocol::Deployment;
 use switchyard_core::script::{CompileError, ScriptLimits, ScriptPool};
 use switchyard_core::{BoxError, Failure};
-use switchyard_layers::store_forward::{Category, FjallOutbox, Forwarder, ForwarderHandle, ForwarderOptions, OutboxOptions, StoredMessage};
+use switchyard_layers::store_forward::{
+    Category, FjallOutbox, Forwarder, ForwarderHandle, ForwarderOptions, OutboxOptions,
+    StoredMessage,
+};
 
 /// Why a site node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +58,9 @@ pub struct SiteNode {
 
 impl std::fmt::Debug for SiteNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SiteNode").field("name", &self.name).finish()
+        f.debug_struct("SiteNode")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -63,16 +68,37 @@ impl SiteNode {
     /// Opens the site's data, resumes its last deployment and starts draining
     /// store-and-forward. Must be called inside the tokio runtime.
     pub async fn start(config: &Config, site: &str) -> Result<Arc<SiteNode>, StartError> {
-        let settings = config.sites.get(site).cloned().ok_or_else(|| StartError::UnknownSite(site.to_string()))?;
-        let token = settings.token.resolve(&config.base_dir).map_err(|reason| StartError::Token { site: site.to_string(), reason })?;
+        let settings = config
+            .sites
+            .get(site)
+            .cloned()
+            .ok_or_else(|| StartError::UnknownSite(site.to_string()))?;
+        let token =
+            settings
+                .token
+                .resolve(&config.base_dir)
+                .map_err(|reason| StartError::Token {
+                    site: site.to_string(),
+                    reason,
+                })?;
         let data_dir = settings.data_dir.clone();
-        let storage = |reason: String| StartError::Storage { dir: data_dir.display().to_string(), reason };
+        let storage = |reason: String| StartError::Storage {
+            dir: data_dir.display().to_string(),
+            reason,
+        };
         let (state, outbox) = {
             let (state_dir, outbox_dir) = (data_dir.join("state"), data_dir.join("outbox"));
             let min_free_disk = settings.min_free_disk;
             tokio::task::spawn_blocking(move || {
                 let state = SiteState::open(&state_dir).map_err(|e| e.to_string())?;
-                let outbox = FjallOutbox::open(&outbox_dir, OutboxOptions { min_free_disk, ..Default::default() }).map_err(|e| e.to_string())?;
+                let outbox = FjallOutbox::open(
+                    &outbox_dir,
+                    OutboxOptions {
+                        min_free_disk,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
                 Ok::<_, String>((state, outbox))
             })
             .await
@@ -81,7 +107,11 @@ impl SiteNode {
         };
         let services = NodeServices {
             engine: Arc::new(site_engine(&ScriptLimits::default())),
-            pool: ScriptPool::new(&format!("site-{site}"), settings.script_threads, settings.script_queue),
+            pool: ScriptPool::new(
+                &format!("site-{site}"),
+                settings.script_threads,
+                settings.script_queue,
+            ),
             state,
             outbox,
             base_dir: config.base_dir.clone(),
@@ -114,18 +144,33 @@ impl SiteNode {
                         self.runtime.store(Some(Arc::new(runtime)));
                         tracing::info!(site = %self.name, %revision, "resumed the last deployment");
                     }
-                    Err(errors) => tracing::error!(site = %self.name, errors = %join(&errors), "the stored deployment no longer compiles; waiting for central"),
+                    Err(errors) => {
+                        tracing::error!(site = %self.name, errors = %join(&errors), "the stored deployment no longer compiles; waiting for central")
+                    }
                 }
             }
-            Ok(Ok(None)) => tracing::info!(site = %self.name, "no deployment yet; waiting for central"),
-            Ok(Err(e)) => tracing::error!(site = %self.name, error = %e, "cannot read the stored deployment; waiting for central"),
-            Err(e) => tracing::error!(site = %self.name, error = %e, "cannot read the stored deployment"),
+            Ok(Ok(None)) => {
+                tracing::info!(site = %self.name, "no deployment yet; waiting for central")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(site = %self.name, error = %e, "cannot read the stored deployment; waiting for central")
+            }
+            Err(e) => {
+                tracing::error!(site = %self.name, error = %e, "cannot read the stored deployment")
+            }
         }
     }
 
     fn start_forwarder(&self) {
-        let dispatch = Dispatch { runtime: self.runtime.clone() };
-        let handle = Forwarder::new(self.services.outbox.clone(), dispatch, ForwarderOptions::default()).spawn();
+        let dispatch = Dispatch {
+            runtime: self.runtime.clone(),
+        };
+        let handle = Forwarder::new(
+            self.services.outbox.clone(),
+            dispatch,
+            ForwarderOptions::default(),
+        )
+        .spawn();
         *self.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
     }
 
@@ -159,17 +204,35 @@ impl SiteNode {
     pub async fn deploy(&self, deployment: Deployment) -> Result<String, Vec<CompileError>> {
         let _one_at_a_time = self.deploy_lock.lock().await;
         if deployment.site != self.name {
-            return Err(vec![CompileError { file: "deployment".into(), line: 1, column: 1, message: format!("deployment is for site `{}`, this is `{}`", deployment.site, self.name) }]);
+            return Err(vec![CompileError {
+                file: "deployment".into(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "deployment is for site `{}`, this is `{}`",
+                    deployment.site, self.name
+                ),
+            }]);
         }
-        if self.runtime().is_some_and(|r| r.deployment.revision == deployment.revision && !deployment.revision.is_empty()) {
+        if self.runtime().is_some_and(|r| {
+            r.deployment.revision == deployment.revision && !deployment.revision.is_empty()
+        }) {
             return Ok(deployment.revision);
         }
         let revision = deployment.revision.clone();
         let runtime = Runtime::build(deployment.clone(), self.services.clone())?;
         let state = self.services.state.clone();
         let saved = tokio::task::spawn_blocking(move || state.save_deployment(&deployment)).await;
-        if let Err(e) = saved.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-            return Err(vec![CompileError { file: "deployment".into(), line: 1, column: 1, message: format!("cannot store the deployment: {e}") }]);
+        if let Err(e) = saved
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            return Err(vec![CompileError {
+                file: "deployment".into(),
+                line: 1,
+                column: 1,
+                message: format!("cannot store the deployment: {e}"),
+            }]);
         }
         self.runtime.store(Some(Arc::new(runtime)));
         tracing::info!(site = %self.name, %revision, "deployment active");
@@ -183,7 +246,11 @@ fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
 }
 
 fn join(errors: &[CompileError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The forwarder's delivery service: each category to the stack below its
@@ -206,7 +273,9 @@ impl tower::Service<StoredMessage> for Dispatch {
         let runtime = self.runtime.load_full();
         Box::pin(async move {
             let Some(runtime) = runtime else {
-                return Err(Failure::transient(codes::NOT_FOUND, "the site has no deployment yet").into());
+                return Err(
+                    Failure::transient(codes::NOT_FOUND, "the site has no deployment yet").into(),
+                );
             };
             let result = match message.category {
                 Category::External => runtime.external.deliver(&message).await,

@@ -45,7 +45,9 @@ pub struct NodeServices {
 
 impl std::fmt::Debug for NodeServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeServices").field("site", &self.site).finish()
+        f.debug_struct("NodeServices")
+            .field("site", &self.site)
+            .finish()
     }
 }
 
@@ -70,14 +72,20 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("revision", &self.deployment.revision).field("instances", &self.instances.len()).finish()
+        f.debug_struct("Runtime")
+            .field("revision", &self.deployment.revision)
+            .field("instances", &self.instances.len())
+            .finish()
     }
 }
 
 impl Runtime {
     /// Compiles and builds a runtime; every compile error is reported. Must run inside
     /// the tokio runtime (pools are created here).
-    pub fn build(deployment: Deployment, services: NodeServices) -> Result<Runtime, Vec<CompileError>> {
+    pub fn build(
+        deployment: Deployment,
+        services: NodeServices,
+    ) -> Result<Runtime, Vec<CompileError>> {
         let mut errors = Vec::new();
         let mut scripts = HashMap::new();
         let mut alarm_scripts = HashMap::new();
@@ -119,14 +127,28 @@ impl Runtime {
         let mut instances = HashMap::new();
         for (code, def) in &deployment.instances {
             let Some(template) = deployment.templates.get(&def.template) else {
-                errors.push(CompileError { file: "deployment".into(), line: 1, column: 1, message: format!("instance {code}: unknown template `{}`", def.template) });
+                errors.push(CompileError {
+                    file: "deployment".into(),
+                    line: 1,
+                    column: 1,
+                    message: format!("instance {code}: unknown template `{}`", def.template),
+                });
                 continue;
             };
             let stored = services.state.attributes(code).unwrap_or_else(|e| {
                 tracing::error!(instance = %code, error = %e, "cannot read stored attribute values; starting from configured values");
                 BTreeMap::new()
             });
-            instances.insert(code.clone(), Arc::new(Instance::new(code, &def.template, Arc::new(template.clone()), &def.values, stored)));
+            instances.insert(
+                code.clone(),
+                Arc::new(Instance::new(
+                    code,
+                    &def.template,
+                    Arc::new(template.clone()),
+                    &def.values,
+                    stored,
+                )),
+            );
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -138,43 +160,99 @@ impl Runtime {
                 Ok(pool) => {
                     databases.insert(name.clone(), Arc::new(pool));
                 }
-                Err(e) => tracing::warn!(database = %name, error = %e, "database connection unusable until the next deployment"),
+                Err(e) => {
+                    tracing::warn!(database = %name, error = %e, "database connection unusable until the next deployment")
+                }
             }
         }
         let databases = Arc::new(databases);
-        let retries = deployment.databases.iter().map(|(n, d)| (n.clone(), d.retry)).collect();
+        let retries = deployment
+            .databases
+            .iter()
+            .map(|(n, d)| (n.clone(), d.retry))
+            .collect();
         let cached_writes = CachedWrites::new(databases.clone(), retries, services.outbox.clone());
-        let external = ExternalGateway::new(&deployment.external_systems, &services.base_dir, services.outbox.clone());
-        let notifier = Notifier::new(deployment.smtp.as_ref(), &deployment.notification_lists, &services.base_dir, services.outbox.clone());
-        Ok(Runtime { deployment, services, scripts, alarm_scripts, shared, instances, external, databases, cached_writes, notifier })
+        let external = ExternalGateway::new(
+            &deployment.external_systems,
+            &services.base_dir,
+            services.outbox.clone(),
+        );
+        let notifier = Notifier::new(
+            deployment.smtp.as_ref(),
+            &deployment.notification_lists,
+            &services.base_dir,
+            services.outbox.clone(),
+        );
+        Ok(Runtime {
+            deployment,
+            services,
+            scripts,
+            alarm_scripts,
+            shared,
+            instances,
+            external,
+            databases,
+            cached_writes,
+            notifier,
+        })
     }
 
     /// An instance by code.
     pub fn instance(&self, code: &str) -> Result<Arc<Instance>, Failure> {
-        self.instances
-            .get(code)
-            .cloned()
-            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no instance `{code}` at site {}", self.services.site)))
+        self.instances.get(code).cloned().ok_or_else(|| {
+            Failure::permanent(
+                codes::NOT_FOUND,
+                format!("no instance `{code}` at site {}", self.services.site),
+            )
+        })
     }
 
     /// The compiled script `name` of an instance's template.
-    pub(crate) fn instance_script(&self, instance: &Instance, name: &str) -> Result<Arc<AST>, Failure> {
-        self.scripts.get(&(instance.template_name().to_string(), name.to_string())).cloned().ok_or_else(|| {
-            Failure::permanent(codes::NOT_FOUND, format!("{} (template {}) has no script `{name}`", instance.code(), instance.template_name()))
-        })
+    pub(crate) fn instance_script(
+        &self,
+        instance: &Instance,
+        name: &str,
+    ) -> Result<Arc<AST>, Failure> {
+        self.scripts
+            .get(&(instance.template_name().to_string(), name.to_string()))
+            .cloned()
+            .ok_or_else(|| {
+                Failure::permanent(
+                    codes::NOT_FOUND,
+                    format!(
+                        "{} (template {}) has no script `{name}`",
+                        instance.code(),
+                        instance.template_name()
+                    ),
+                )
+            })
     }
 
     /// A compiled shared script.
     pub(crate) fn shared_script(&self, name: &str) -> Result<Arc<AST>, Failure> {
-        self.shared.get(name).cloned().ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no shared script `{name}`")))
+        self.shared.get(name).cloned().ok_or_else(|| {
+            Failure::permanent(codes::NOT_FOUND, format!("no shared script `{name}`"))
+        })
     }
 
     /// Runs an instance script on the script pool (what central's `Route.To(…).Call`
     /// does). The deadline is the caller's, capped by the site's script timeout.
-    pub async fn call_script(self: &Arc<Self>, code: &str, script: &str, params: Value, deadline: Option<Deadline>) -> Result<Value, ScriptError> {
+    pub async fn call_script(
+        self: &Arc<Self>,
+        code: &str,
+        script: &str,
+        params: Value,
+        deadline: Option<Deadline>,
+    ) -> Result<Value, ScriptError> {
         let instance = self.instance(code).map_err(ScriptError::Failure)?;
-        let ast = self.instance_script(&instance, script).map_err(ScriptError::Failure)?;
-        let deadline = Deadline::earliest(deadline, Some(Deadline::after(self.services.script_timeout))).unwrap_or_else(|| Deadline::after(self.services.script_timeout));
+        let ast = self
+            .instance_script(&instance, script)
+            .map_err(ScriptError::Failure)?;
+        let deadline = Deadline::earliest(
+            deadline,
+            Some(Deadline::after(self.services.script_timeout)),
+        )
+        .unwrap_or_else(|| Deadline::after(self.services.script_timeout));
         let budget = deadline.remaining();
         let runtime = self.clone();
         let handle = self.services.handle.clone();
@@ -191,7 +269,9 @@ impl Runtime {
             .map_err(|_| ScriptError::Overloaded)?;
         match run.await {
             Ok(result) => result,
-            Err(_) => Err(ScriptError::Runtime { message: format!("{code}/{script} did not complete (script pool stopped)") }),
+            Err(_) => Err(ScriptError::Runtime {
+                message: format!("{code}/{script} did not complete (script pool stopped)"),
+            }),
         }
         .map_err(|e| match e {
             ScriptError::Timeout { .. } => ScriptError::Timeout { budget },
@@ -200,19 +280,32 @@ impl Runtime {
     }
 
     /// Reads attributes.
-    pub fn get_attributes(&self, code: &str, names: &[String]) -> Result<BTreeMap<String, Value>, Failure> {
+    pub fn get_attributes(
+        &self,
+        code: &str,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Value>, Failure> {
         self.instance(code)?.get_many(names)
     }
 
     /// Writes attributes, all or none: checked, persisted, applied; alarms that become
     /// active run their on-trigger scripts.
-    pub fn set_attributes(self: &Arc<Self>, code: &str, values: &BTreeMap<String, Value>) -> Result<(), Failure> {
+    pub fn set_attributes(
+        self: &Arc<Self>,
+        code: &str,
+        values: &BTreeMap<String, Value>,
+    ) -> Result<(), Failure> {
         let instance = self.instance(code)?;
         instance.check(values)?;
         self.services
             .state
             .save_attributes(code, values)
-            .map_err(|e| Failure::transient(codes::BUFFER_REFUSED, format!("{code}: attribute values could not be stored: {e}")))?;
+            .map_err(|e| {
+                Failure::transient(
+                    codes::BUFFER_REFUSED,
+                    format!("{code}: attribute values could not be stored: {e}"),
+                )
+            })?;
         for trigger in instance.apply(values) {
             self.trigger_alarm(&instance, trigger);
         }
@@ -222,8 +315,15 @@ impl Runtime {
     fn trigger_alarm(self: &Arc<Self>, instance: &Arc<Instance>, trigger: AlarmTrigger) {
         let alarm = &instance.template().alarms[trigger.index];
         tracing::info!(target: "switchyard::event", instance = instance.code(), alarm = %trigger.alarm, attribute = %trigger.attribute, value = %trigger.value, "alarm triggered");
-        metrics::counter!("switchyard_alarms_triggered_total", "alarm" => trigger.alarm.clone()).increment(1);
-        let Some(ast) = self.alarm_scripts.get(&(instance.template_name().to_string(), trigger.index)).cloned() else { return };
+        metrics::counter!("switchyard_alarms_triggered_total", "alarm" => trigger.alarm.clone())
+            .increment(1);
+        let Some(ast) = self
+            .alarm_scripts
+            .get(&(instance.template_name().to_string(), trigger.index))
+            .cloned()
+        else {
+            return;
+        };
         let mut params = serde_json::Map::new();
         params.insert("alarm".into(), trigger.alarm.clone().into());
         params.insert("attribute".into(), trigger.attribute.clone().into());

@@ -44,24 +44,34 @@ fn attribute_key(instance: &str, attribute: &str) -> Vec<u8> {
 impl SiteState {
     /// Opens (or creates) the state in `dir`.
     pub fn open(dir: &Path) -> Result<SiteState, StateError> {
-        std::fs::create_dir_all(dir).map_err(|e| StateError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StateError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
         let db = Database::builder(dir).cache_size(8 << 20).open()?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
-        let attributes = db.keyspace("attributes", || KeyspaceCreateOptions::default().max_memtable_size(8 << 20))?;
-        Ok(SiteState { db, meta, attributes })
+        let attributes = db.keyspace("attributes", || {
+            KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+        })?;
+        Ok(SiteState {
+            db,
+            meta,
+            attributes,
+        })
     }
 
     /// The last accepted deployment.
     pub fn deployment(&self) -> Result<Option<Deployment>, StateError> {
         match self.meta.get(DEPLOYMENT_KEY)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Corrupt(format!("stored deployment: {e}"))),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Corrupt(format!("stored deployment: {e}"))),
             None => Ok(None),
         }
     }
 
     /// Stores a deployment durably before it goes live.
     pub fn save_deployment(&self, deployment: &Deployment) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(deployment).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(deployment).map_err(|e| StateError::Corrupt(e.to_string()))?;
         self.meta.insert(DEPLOYMENT_KEY, bytes)?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(())
@@ -79,7 +89,9 @@ impl SiteState {
                 Ok(v) => {
                     out.insert(name, v);
                 }
-                Err(e) => tracing::warn!(instance, attribute = %name, error = %e, "ignoring an undecodable stored attribute value"),
+                Err(e) => {
+                    tracing::warn!(instance, attribute = %name, error = %e, "ignoring an undecodable stored attribute value")
+                }
             }
         }
         Ok(out)
@@ -87,10 +99,15 @@ impl SiteState {
 
     /// Stores attribute values (all in one batch). They reach the OS before this returns
     /// (surviving a crash of the process); the disk soon after.
-    pub fn save_attributes(&self, instance: &str, values: &BTreeMap<String, Value>) -> Result<(), StateError> {
+    pub fn save_attributes(
+        &self,
+        instance: &str,
+        values: &BTreeMap<String, Value>,
+    ) -> Result<(), StateError> {
         let mut batch = self.db.batch();
         for (name, value) in values {
-            let bytes = serde_json::to_vec(value).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(value).map_err(|e| StateError::Corrupt(e.to_string()))?;
             batch.insert(&self.attributes, attribute_key(instance, name), bytes);
         }
         batch.commit()?;
@@ -109,8 +126,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let state = SiteState::open(dir.path()).unwrap();
-            state.save_attributes("T-1", &BTreeMap::from([("Level".into(), json!(42.5)), ("Name".into(), json!("a"))])).unwrap();
-            state.save_attributes("T-10", &BTreeMap::from([("Level".into(), json!(1))])).unwrap();
+            state
+                .save_attributes(
+                    "T-1",
+                    &BTreeMap::from([("Level".into(), json!(42.5)), ("Name".into(), json!("a"))]),
+                )
+                .unwrap();
+            state
+                .save_attributes("T-10", &BTreeMap::from([("Level".into(), json!(1))]))
+                .unwrap();
         }
         let state = SiteState::open(dir.path()).unwrap();
         let t1 = state.attributes("T-1").unwrap();

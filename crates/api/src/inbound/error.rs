@@ -12,7 +12,11 @@ pub struct MethodNotAllowed {
 
 impl fmt::Display for MethodNotAllowed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} is not allowed; API methods are called with POST", self.method)
+        write!(
+            f,
+            "{} is not allowed; API methods are called with POST",
+            self.method
+        )
     }
 }
 
@@ -42,7 +46,11 @@ pub struct UnsupportedMediaType {
 
 impl fmt::Display for UnsupportedMediaType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "content type `{}` is not supported; send application/json", self.found)
+        write!(
+            f,
+            "content type `{}` is not supported; send application/json",
+            self.found
+        )
     }
 }
 
@@ -57,7 +65,11 @@ pub struct BadJson {
 
 impl fmt::Display for BadJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the request body must be a JSON object of parameters: {}", self.reason)
+        write!(
+            f,
+            "the request body must be a JSON object of parameters: {}",
+            self.reason
+        )
     }
 }
 
@@ -86,3 +98,15 @@ impl fmt::Display for ScriptFailed {
 }
 
 impl std::error::Error for ScriptFailed {}
+
+/// This central node is on standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotActive;
+
+impl fmt::Display for NotActive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("this central node is on standby; call the active node")
+    }
+}
+
+impl std::error::Error for NotActive {}

@@ -18,7 +18,10 @@ mod response;
 mod script;
 
 pub use call::InboundCall;
-pub use error::{BadJson, BodyTimeout, MethodNotAllowed, PayloadTooLarge, ScriptFailed, UnsupportedMediaType};
+pub use error::{
+    BadJson, BodyTimeout, MethodNotAllowed, NotActive, PayloadTooLarge, ScriptFailed,
+    UnsupportedMediaType,
+};
 pub use read::{ReadCall, ReadCallLayer};
 pub use response::{ErrorAnswer, classify};
 pub use script::ApiScript;

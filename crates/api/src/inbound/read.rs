@@ -25,7 +25,11 @@ pub struct ReadCallLayer {
 impl ReadCallLayer {
     /// Reads bodies of at most `max_body` bytes, arriving within `body_timeout`.
     pub fn new(registry: Arc<Registry>, max_body: u64, body_timeout: Duration) -> Self {
-        ReadCallLayer { registry, max_body, body_timeout }
+        ReadCallLayer {
+            registry,
+            max_body,
+            body_timeout,
+        }
     }
 }
 
@@ -33,7 +37,10 @@ impl<S> Layer<S> for ReadCallLayer {
     type Service = ReadCall<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ReadCall { inner, layer: self.clone() }
+        ReadCall {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -63,32 +70,77 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let entry = layer.registry.method(&call.method).cloned().ok_or_else(|| UnknownTarget { target: call.method.clone() })?;
+            let entry = layer
+                .registry
+                .method(&call.method)
+                .cloned()
+                .ok_or_else(|| UnknownTarget {
+                    target: call.method.clone(),
+                })?;
             call.deadline = Some(Deadline::after(entry.def.timeout));
             call.entry = Some(entry);
             if call.http_method != http::Method::POST {
-                return Err(MethodNotAllowed { method: call.http_method.to_string() }.into());
+                return Err(MethodNotAllowed {
+                    method: call.http_method.to_string(),
+                }
+                .into());
             }
-            let declared = call.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            let declared = call
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > layer.max_body) {
-                return Err(PayloadTooLarge { limit: layer.max_body }.into());
+                return Err(PayloadTooLarge {
+                    limit: layer.max_body,
+                }
+                .into());
             }
-            let content_type = call.headers.get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?").to_string());
+            let content_type = call
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or("?").to_string());
             let body = call.body.take().unwrap_or_default();
-            let limited = http_body_util::Limited::new(body, usize::try_from(layer.max_body).unwrap_or(usize::MAX));
+            let limited = http_body_util::Limited::new(
+                body,
+                usize::try_from(layer.max_body).unwrap_or(usize::MAX),
+            );
             let bytes = match tokio::time::timeout(layer.body_timeout, limited.collect()).await {
                 Err(_) => return Err(BodyTimeout.into()),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(PayloadTooLarge { limit: layer.max_body }.into()),
-                Ok(Err(e)) => return Err(BadJson { reason: format!("the body could not be read: {e}") }.into()),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(PayloadTooLarge {
+                        limit: layer.max_body,
+                    }
+                    .into());
+                }
+                Ok(Err(e)) => {
+                    return Err(BadJson {
+                        reason: format!("the body could not be read: {e}"),
+                    }
+                    .into());
+                }
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
             let is_json = |ct: &str| {
-                let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+                let essence = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                essence == "application/json"
+                    || (essence.starts_with("application/") && essence.ends_with("+json"))
             };
             match &content_type {
-                Some(ct) if !is_json(ct) => return Err(UnsupportedMediaType { found: ct.clone() }.into()),
-                None if !bytes.is_empty() => return Err(UnsupportedMediaType { found: "(none)".into() }.into()),
+                Some(ct) if !is_json(ct) => {
+                    return Err(UnsupportedMediaType { found: ct.clone() }.into());
+                }
+                None if !bytes.is_empty() => {
+                    return Err(UnsupportedMediaType {
+                        found: "(none)".into(),
+                    }
+                    .into());
+                }
                 _ => {}
             }
             call.params = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -96,8 +148,18 @@ where
             } else {
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {
                     Ok(value @ serde_json::Value::Object(_)) => value,
-                    Ok(other) => return Err(BadJson { reason: format!("found {}", kind(&other)) }.into()),
-                    Err(e) => return Err(BadJson { reason: e.to_string() }.into()),
+                    Ok(other) => {
+                        return Err(BadJson {
+                            reason: format!("found {}", kind(&other)),
+                        }
+                        .into());
+                    }
+                    Err(e) => {
+                        return Err(BadJson {
+                            reason: e.to_string(),
+                        }
+                        .into());
+                    }
                 }
             };
             inner.call(call).await

@@ -2,7 +2,10 @@
 //! (SPEC §3). 5xx bodies carry a safe message and an incident id only — the detail goes
 //! to the failure log under the same id.
 
-use super::error::{BadJson, BodyTimeout, MethodNotAllowed, PayloadTooLarge, ScriptFailed, UnsupportedMediaType};
+use super::error::{
+    BadJson, BodyTimeout, MethodNotAllowed, NotActive, PayloadTooLarge, ScriptFailed,
+    UnsupportedMediaType,
+};
 use http::StatusCode;
 use switchyard_core::BoxError;
 use switchyard_core::error::codes;
@@ -25,13 +28,30 @@ pub struct ErrorAnswer {
 }
 
 fn answer(status: StatusCode, code: &'static str, message: impl Into<String>) -> ErrorAnswer {
-    ErrorAnswer { status, code, message: message.into(), detail: None }
+    ErrorAnswer {
+        status,
+        code,
+        message: message.into(),
+        detail: None,
+    }
 }
 
 /// Maps an error of the inbound stack to its answer.
 pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAnswer {
+    if err.is::<NotActive>() {
+        return ErrorAnswer {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "NOT_ACTIVE",
+            message: NotActive.to_string(),
+            detail: Some("call received by a standby central node".into()),
+        };
+    }
     if err.is::<Unauthorized>() {
-        return answer(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing, unknown or disabled API key");
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing, unknown or disabled API key",
+        );
     }
     if let Some(e) = err.downcast_ref::<UnknownTarget>() {
         return answer(StatusCode::NOT_FOUND, "METHOD_NOT_FOUND", e.to_string());
@@ -40,19 +60,35 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
         return answer(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string());
     }
     if let Some(e) = err.downcast_ref::<MethodNotAllowed>() {
-        return answer(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", e.to_string());
+        return answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            e.to_string(),
+        );
     }
     if let Some(e) = err.downcast_ref::<PayloadTooLarge>() {
-        return answer(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", e.to_string());
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            e.to_string(),
+        );
     }
     if let Some(e) = err.downcast_ref::<UnsupportedMediaType>() {
-        return answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", e.to_string());
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            e.to_string(),
+        );
     }
     if let Some(e) = err.downcast_ref::<BadJson>() {
         return answer(StatusCode::BAD_REQUEST, "BAD_JSON", e.to_string());
     }
     if let Some(e) = err.downcast_ref::<BodyTimeout>() {
-        return answer(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", e.to_string());
+        return answer(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            e.to_string(),
+        );
     }
     if let Some(e) = err.downcast_ref::<Invalid>() {
         return answer(StatusCode::BAD_REQUEST, "INVALID_PARAMS", e.to_string());
@@ -61,7 +97,10 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
         status: StatusCode::GATEWAY_TIMEOUT,
         code: "TIMEOUT",
         message: match timeout {
-            Some(t) => format!("the method did not finish within {}", humantime::format_duration(t)),
+            Some(t) => format!(
+                "the method did not finish within {}",
+                humantime::format_duration(t)
+            ),
             None => "the method did not finish in time".into(),
         },
         detail: Some(detail),

@@ -39,18 +39,27 @@ impl Service<InboundCall> for ApiScript {
 
     fn call(&mut self, call: InboundCall) -> Self::Future {
         let Some(entry) = call.entry.clone() else {
-            return Box::pin(async { Err("internal: call reached the script service unresolved".into()) });
+            return Box::pin(async {
+                Err("internal: call reached the script service unresolved".into())
+            });
         };
-        let deadline = call.deadline.unwrap_or_else(|| Deadline::after(entry.def.timeout));
+        let deadline = call
+            .deadline
+            .unwrap_or_else(|| Deadline::after(entry.def.timeout));
         let (engine, registry, params) = (self.engine.clone(), self.registry.clone(), call.params);
         let handle = tokio::runtime::Handle::current();
-        let submitted = self.pool.submit(deadline, move || host::run(&engine, registry, handle, deadline, &entry, &params));
+        let submitted = self.pool.submit(deadline, move || {
+            host::run(&engine, registry, handle, deadline, &entry, &params)
+        });
         Box::pin(async move {
             let run = submitted?;
             match run.await {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(ScriptFailed(e).into()),
-                Err(closed) => Err(ScriptFailed(ScriptError::Runtime { message: closed.to_string() }).into()),
+                Err(closed) => Err(ScriptFailed(ScriptError::Runtime {
+                    message: closed.to_string(),
+                })
+                .into()),
             }
         })
     }

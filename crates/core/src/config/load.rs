@@ -185,7 +185,13 @@ pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut loader = Loader { text, file: path.to_path_buf(), base_dir, errors: Vec::new(), warnings: Vec::new() };
+    let mut loader = Loader {
+        text,
+        file: path.to_path_buf(),
+        base_dir,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     for e in syntax_errors {
         let span = e.span().unwrap_or(0..0);
@@ -201,38 +207,70 @@ pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             }
             None => loader.error(
                 key.span(),
-                format!("unknown section `{}`; expected one of: {}", key.get_ref(), SECTIONS.join(", ")),
+                format!(
+                    "unknown section `{}`; expected one of: {}",
+                    key.get_ref(),
+                    SECTIONS.join(", ")
+                ),
             ),
         }
     }
 
     let central = loader.central(sections.remove("central"));
-    let sites = loader.map_section(sections.remove("sites"), "sites", |l, name, span, raw: RawSite| l.site(name, span, raw));
-    let api_keys = loader.map_section(sections.remove("api_keys"), "api_keys", |l, name, _, raw: RawApiKey| l.api_key(name, raw));
-    let shared_scripts = loader.map_section(sections.remove("shared_scripts"), "shared_scripts", |l, _, _, raw: Spanned<String>| {
-        l.script(&raw)
-    });
-    let api_methods = loader.map_section(sections.remove("api_methods"), "api_methods", |l, name, _, raw: RawApiMethod| {
-        l.api_method(name, raw, &api_keys)
-    });
-    let templates = loader.map_section(sections.remove("templates"), "templates", |l, name, _, raw: RawTemplate| l.template(name, raw));
-    let instances = loader.map_section(sections.remove("instances"), "instances", |l, code, _, raw: RawInstance| {
-        l.instance(code, raw, &templates, &sites)
-    });
-    let external_systems = loader.map_section(sections.remove("external_systems"), "external_systems", |l, name, _, raw: RawExternalSystem| {
-        l.external_system(name, raw)
-    });
-    let databases = loader.map_section(sections.remove("databases"), "databases", |l, name, span, raw: RawDatabase| l.database(name, span, raw));
+    let sites = loader.map_section(
+        sections.remove("sites"),
+        "sites",
+        |l, name, span, raw: RawSite| l.site(name, span, raw),
+    );
+    let api_keys = loader.map_section(
+        sections.remove("api_keys"),
+        "api_keys",
+        |l, name, _, raw: RawApiKey| l.api_key(name, raw),
+    );
+    let shared_scripts = loader.map_section(
+        sections.remove("shared_scripts"),
+        "shared_scripts",
+        |l, _, _, raw: Spanned<String>| l.script(&raw),
+    );
+    let api_methods = loader.map_section(
+        sections.remove("api_methods"),
+        "api_methods",
+        |l, name, _, raw: RawApiMethod| l.api_method(name, raw, &api_keys),
+    );
+    let templates = loader.map_section(
+        sections.remove("templates"),
+        "templates",
+        |l, name, _, raw: RawTemplate| l.template(name, raw),
+    );
+    let instances = loader.map_section(
+        sections.remove("instances"),
+        "instances",
+        |l, code, _, raw: RawInstance| l.instance(code, raw, &templates, &sites),
+    );
+    let external_systems = loader.map_section(
+        sections.remove("external_systems"),
+        "external_systems",
+        |l, name, _, raw: RawExternalSystem| l.external_system(name, raw),
+    );
+    let databases = loader.map_section(
+        sections.remove("databases"),
+        "databases",
+        |l, name, span, raw: RawDatabase| l.database(name, span, raw),
+    );
     let smtp = sections.remove("smtp").and_then(|value| {
         let raw: RawSmtp = loader.de(value, "smtp")?;
         loader.smtp(raw)
     });
-    let notification_lists = loader.map_section(sections.remove("notification_lists"), "notification_lists", |l, name, _, raw: RawList| {
-        l.list(name, raw)
-    });
+    let notification_lists = loader.map_section(
+        sections.remove("notification_lists"),
+        "notification_lists",
+        |l, name, _, raw: RawList| l.list(name, raw),
+    );
 
     if !loader.errors.is_empty() {
-        loader.errors.sort_by_key(|e| (e.file.clone(), e.line, e.column));
+        loader
+            .errors
+            .sort_by_key(|e| (e.file.clone(), e.line, e.column));
         return Err(ConfigErrors(loader.errors));
     }
     Ok(Config {
@@ -265,7 +303,12 @@ impl Loader<'_> {
 
     fn at(&self, span: Range<usize>, message: String) -> ConfigError {
         let (line, column) = self.location(span.start);
-        ConfigError { file: self.file.clone(), line, column, message }
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            message,
+        }
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -309,10 +352,10 @@ impl Loader<'_> {
         for (key, value) in table {
             let name = key.get_ref().to_string();
             let what = format!("{section_name}.{name}");
-            if let Some(raw) = self.de::<R>(value, &what) {
-                if let Some(def) = convert(self, &name, key.span(), raw) {
-                    out.insert(name, def);
-                }
+            if let Some(raw) = self.de::<R>(value, &what)
+                && let Some(def) = convert(self, &name, key.span(), raw)
+            {
+                out.insert(name, def);
             }
         }
         out
@@ -351,7 +394,9 @@ impl Loader<'_> {
             central.script_threads = raw.script_threads.unwrap_or(central.script_threads).max(1);
             central.script_queue = raw.script_queue.unwrap_or(central.script_threads * 4);
             central.admin_token = raw.admin_token.map(Spanned::into_inner);
-            central.site_connect_timeout = raw.site_connect_timeout.map_or(central.site_connect_timeout, |d| d.0);
+            central.site_connect_timeout = raw
+                .site_connect_timeout
+                .map_or(central.site_connect_timeout, |d| d.0);
         }
         central
     }
@@ -392,17 +437,30 @@ impl Loader<'_> {
             );
             return None;
         }
-        Some(ApiKeyDef { hash: hash.to_ascii_lowercase(), enabled: raw.enabled.unwrap_or(true) })
+        Some(ApiKeyDef {
+            hash: hash.to_ascii_lowercase(),
+            enabled: raw.enabled.unwrap_or(true),
+        })
     }
 
     /// Reads a script file named in the config; a missing file is an error at the path.
     fn script(&mut self, path: &Spanned<String>) -> Option<ScriptSource> {
         let full = self.base_dir.join(path.get_ref());
         match read_small_file(&full) {
-            Ok(source) => Some(ScriptSource { path: full.display().to_string(), source }),
+            Ok(source) => Some(ScriptSource {
+                path: full.display().to_string(),
+                source,
+            }),
             Err(e) => {
-                let reason = if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
-                self.error(path.span(), format!("script file `{}`: {reason}", full.display()));
+                let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                    "not found".to_string()
+                } else {
+                    e.to_string()
+                };
+                self.error(
+                    path.span(),
+                    format!("script file `{}`: {reason}", full.display()),
+                );
                 None
             }
         }
@@ -410,28 +468,48 @@ impl Loader<'_> {
 
     /// Checks a parameter list for duplicates and unwraps it.
     fn params(&mut self, params: Option<Spanned<Vec<ParamDef>>>, what: &str) -> Vec<ParamDef> {
-        let Some(params) = params else { return Vec::new() };
+        let Some(params) = params else {
+            return Vec::new();
+        };
         let mut seen = BTreeSet::new();
         for p in params.get_ref() {
             if !seen.insert(p.name.as_str()) {
-                self.error(params.span(), format!("{what}: parameter `{}` is declared twice", p.name));
+                self.error(
+                    params.span(),
+                    format!("{what}: parameter `{}` is declared twice", p.name),
+                );
             }
         }
         params.into_inner()
     }
 
-    fn api_method(&mut self, name: &str, raw: RawApiMethod, keys: &BTreeMap<String, ApiKeyDef>) -> Option<ApiMethodDef> {
+    fn api_method(
+        &mut self,
+        name: &str,
+        raw: RawApiMethod,
+        keys: &BTreeMap<String, ApiKeyDef>,
+    ) -> Option<ApiMethodDef> {
         let params = self.params(raw.params, &format!("api_methods.{name}.params"));
         for key in &raw.approved_keys {
             if !keys.contains_key(key.get_ref()) {
-                self.warn(key.span(), format!("api_methods.{name}.approved_keys: no API key named `{}` (yet)", key.get_ref()));
+                self.warn(
+                    key.span(),
+                    format!(
+                        "api_methods.{name}.approved_keys: no API key named `{}` (yet)",
+                        key.get_ref()
+                    ),
+                );
             }
         }
         let script = self.script(&raw.script)?;
         Some(ApiMethodDef {
             script,
             timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
-            approved_keys: raw.approved_keys.into_iter().map(Spanned::into_inner).collect(),
+            approved_keys: raw
+                .approved_keys
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
             params,
             returns: raw.returns,
         })
@@ -455,11 +533,20 @@ impl Loader<'_> {
                     self.error(alarm.attribute.span(), format!("{what}: attribute `{}` is {other}; alarms need an Integer or Float attribute", alarm.attribute.get_ref()));
                 }
                 None => {
-                    self.error(alarm.attribute.span(), format!("{what}: template `{name}` has no attribute `{}`", alarm.attribute.get_ref()));
+                    self.error(
+                        alarm.attribute.span(),
+                        format!(
+                            "{what}: template `{name}` has no attribute `{}`",
+                            alarm.attribute.get_ref()
+                        ),
+                    );
                 }
             }
             if alarm.above.is_none() && alarm.below.is_none() {
-                self.error(span.clone(), format!("{what}: give `above` or `below` (or both)"));
+                self.error(
+                    span.clone(),
+                    format!("{what}: give `above` or `below` (or both)"),
+                );
             }
             let on_trigger = alarm.on_trigger.as_ref().and_then(|path| self.script(path));
             alarms.push(AlarmDef {
@@ -472,7 +559,11 @@ impl Loader<'_> {
         }
         // Kept even when something in it is wrong: instances that use it are still
         // checked, and the load fails anyway because the errors were recorded.
-        Some(TemplateDef { attributes: raw.attributes, scripts, alarms })
+        Some(TemplateDef {
+            attributes: raw.attributes,
+            scripts,
+            alarms,
+        })
     }
 
     fn instance(
@@ -485,10 +576,19 @@ impl Loader<'_> {
         let mut ok = true;
         if !sites.contains_key(raw.site.get_ref()) {
             ok = false;
-            self.error(raw.site.span(), format!("instances.{code}: unknown site `{}`", raw.site.get_ref()));
+            self.error(
+                raw.site.span(),
+                format!("instances.{code}: unknown site `{}`", raw.site.get_ref()),
+            );
         }
         let Some(template) = templates.get(raw.template.get_ref()) else {
-            self.error(raw.template.span(), format!("instances.{code}: unknown template `{}`", raw.template.get_ref()));
+            self.error(
+                raw.template.span(),
+                format!(
+                    "instances.{code}: unknown template `{}`",
+                    raw.template.get_ref()
+                ),
+            );
             return None;
         };
         let mut values = BTreeMap::new();
@@ -496,10 +596,18 @@ impl Loader<'_> {
             match template.attributes.get(attr.get_ref()) {
                 None => {
                     ok = false;
-                    self.error(attr.span(), format!("instances.{code}.values: template `{}` has no attribute `{}`", raw.template.get_ref(), attr.get_ref()));
+                    self.error(
+                        attr.span(),
+                        format!(
+                            "instances.{code}.values: template `{}` has no attribute `{}`",
+                            raw.template.get_ref(),
+                            attr.get_ref()
+                        ),
+                    );
                 }
                 Some(ty) => {
-                    if let Err(e) = ty.validate(attr.get_ref(), value.get_ref(), Strictness::Exact) {
+                    if let Err(e) = ty.validate(attr.get_ref(), value.get_ref(), Strictness::Exact)
+                    {
                         ok = false;
                         self.error(value.span(), format!("instances.{code}.values.{e}"));
                     } else {
@@ -508,7 +616,11 @@ impl Loader<'_> {
                 }
             }
         }
-        ok.then(|| InstanceDef { template: raw.template.into_inner(), site: raw.site.into_inner(), values })
+        ok.then(|| InstanceDef {
+            template: raw.template.into_inner(),
+            site: raw.site.into_inner(),
+            values,
+        })
     }
 
     fn external_system(&mut self, name: &str, raw: RawExternalSystem) -> Option<ExternalSystemDef> {
@@ -521,7 +633,10 @@ impl Loader<'_> {
             }
             Err(e) => {
                 ok = false;
-                self.error(raw.base_url.span(), format!("external_systems.{name}.base_url: {e}"));
+                self.error(
+                    raw.base_url.span(),
+                    format!("external_systems.{name}.base_url: {e}"),
+                );
             }
         }
         let auth = match raw.auth {
@@ -543,7 +658,10 @@ impl Loader<'_> {
         };
         let mut methods = BTreeMap::new();
         for (method_name, m) in raw.methods {
-            let params = self.params(m.params, &format!("external_systems.{name}.methods.{method_name}.params"));
+            let params = self.params(
+                m.params,
+                &format!("external_systems.{name}.methods.{method_name}.params"),
+            );
             methods.insert(
                 method_name,
                 ExternalMethodDef {
@@ -563,16 +681,29 @@ impl Loader<'_> {
         })
     }
 
-    fn database(&mut self, name: &str, span: Range<usize>, raw: RawDatabase) -> Option<DatabaseDef> {
+    fn database(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        raw: RawDatabase,
+    ) -> Option<DatabaseDef> {
         let target = match (raw.url, raw.ado) {
             (Some(url), None) => {
                 if let SecretRef::Literal(text) = url.get_ref() {
                     let scheme = text.split("://").next().unwrap_or("");
-                    if !matches!(scheme, "mssql" | "sqlserver" | "postgres" | "postgresql" | "sqlite") || !text.contains("://") {
+                    if !matches!(
+                        scheme,
+                        "mssql" | "sqlserver" | "postgres" | "postgresql" | "sqlite"
+                    ) || !text.contains("://")
+                    {
                         self.error(url.span(), format!("databases.{name}.url: unsupported URL `{scheme}://…`; use mssql://, postgres:// or sqlite://"));
                         return None;
                     }
-                    if text.contains('@') && text.split('@').next().is_some_and(|userinfo| userinfo.contains(':') && userinfo.matches(':').count() > 1) {
+                    if text.contains('@')
+                        && text.split('@').next().is_some_and(|userinfo| {
+                            userinfo.contains(':') && userinfo.matches(':').count() > 1
+                        })
+                    {
                         self.warn(url.span(), format!("databases.{name}.url contains a password; prefer url = {{ env = \"…\" }}"));
                     }
                 }
@@ -580,11 +711,17 @@ impl Loader<'_> {
             }
             (None, Some(ado)) => DatabaseTarget::Ado(ado.into_inner()),
             (Some(_), Some(ado)) => {
-                self.error(ado.span(), format!("databases.{name}: give either `url` or `ado`, not both"));
+                self.error(
+                    ado.span(),
+                    format!("databases.{name}: give either `url` or `ado`, not both"),
+                );
                 return None;
             }
             (None, None) => {
-                self.error(span, format!("databases.{name}: `url` (or `ado`) is required"));
+                self.error(
+                    span,
+                    format!("databases.{name}: `url` (or `ado`) is required"),
+                );
                 return None;
             }
         };
@@ -600,7 +737,13 @@ impl Loader<'_> {
         let mut ok = true;
         if !looks_like_address(raw.from.get_ref()) {
             ok = false;
-            self.error(raw.from.span(), format!("smtp.from: `{}` is not an e-mail address", raw.from.get_ref()));
+            self.error(
+                raw.from.span(),
+                format!(
+                    "smtp.from: `{}` is not an e-mail address",
+                    raw.from.get_ref()
+                ),
+            );
         }
         let tls = raw.tls.unwrap_or(TlsMode::Starttls);
         let auth = match raw.auth {
@@ -624,7 +767,10 @@ impl Loader<'_> {
                     Ok(pem) => Some(pem),
                     Err(e) => {
                         ok = false;
-                        self.error(path.span(), format!("smtp.ca_file `{}`: {e}", full.display()));
+                        self.error(
+                            path.span(),
+                            format!("smtp.ca_file `{}`: {e}", full.display()),
+                        );
                         None
                     }
                 }
@@ -654,10 +800,22 @@ impl Loader<'_> {
         for r in &raw.recipients {
             if !looks_like_address(r.get_ref()) {
                 ok = false;
-                self.error(r.span(), format!("notification_lists.{name}: `{}` is not an e-mail address", r.get_ref()));
+                self.error(
+                    r.span(),
+                    format!(
+                        "notification_lists.{name}: `{}` is not an e-mail address",
+                        r.get_ref()
+                    ),
+                );
             }
         }
-        ok.then(|| NotificationListDef { recipients: raw.recipients.into_iter().map(Spanned::into_inner).collect() })
+        ok.then(|| NotificationListDef {
+            recipients: raw
+                .recipients
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+        })
     }
 }
 
@@ -672,7 +830,10 @@ fn read_small_file(path: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::other("not a regular file"));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(std::io::Error::other(format!("larger than {} MiB", MAX_FILE_BYTES >> 20)));
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_FILE_BYTES >> 20
+        )));
     }
     std::fs::read_to_string(path)
 }
@@ -766,7 +927,12 @@ recipients = ["ops1@plant.example", "ops2@plant.example"]
 
     fn full_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for script in ["api/get_tank_level.rhai", "scripts/tank/fill.rhai", "scripts/tank/high_level.rhai", "scripts/shared/format_level.rhai"] {
+        for script in [
+            "api/get_tank_level.rhai",
+            "scripts/tank/fill.rhai",
+            "scripts/tank/high_level.rhai",
+            "scripts/shared/format_level.rhai",
+        ] {
             write(dir.path(), script, "42");
         }
         write(dir.path(), "switchyard.toml", FULL);
@@ -776,7 +942,8 @@ recipients = ["ops1@plant.example", "ops2@plant.example"]
     #[test]
     fn loads_the_spec_example() {
         let dir = full_dir();
-        let config = Config::load(&dir.path().join("switchyard.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let config =
+            Config::load(&dir.path().join("switchyard.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.central.listen.port(), 18080);
         assert_eq!(config.central.max_body, 1 << 20);
         assert!(config.central.data_dir.is_absolute());
@@ -787,18 +954,26 @@ recipients = ["ops1@plant.example", "ops2@plant.example"]
         assert_eq!(method.timeout, Duration::from_secs(5));
         assert_eq!(method.params.len(), 2);
         assert!(!method.params[1].required);
-        assert_eq!(method.returns.as_ref().unwrap().to_string(), "Object{level: Float, unit: String}");
+        assert_eq!(
+            method.returns.as_ref().unwrap().to_string(),
+            "Object{level: Float, unit: String}"
+        );
         let tank = &config.templates["Tank"];
         assert_eq!(tank.alarms[0].above, Some(90.0));
         assert_eq!(tank.scripts["Fill"].source, "42");
-        assert_eq!(config.instances["T-101"].values["Level"], serde_json::json!(42.0));
+        assert_eq!(
+            config.instances["T-101"].values["Level"],
+            serde_json::json!(42.0)
+        );
         let erp = &config.external_systems["ERP"];
         assert_eq!(erp.retry.max_retries, 20);
         assert_eq!(erp.methods["GetOrder"].http_method, HttpMethod::Get);
         assert!(matches!(erp.auth, HttpAuth::ApiKey { .. }));
         let smtp = config.smtp.as_ref().unwrap();
-        assert!(matches!(&smtp.auth, SmtpAuth::Oauth2 { authority, scope, .. }
-            if authority == "https://login.microsoftonline.com" && scope == "https://outlook.office365.com/.default"));
+        assert!(
+            matches!(&smtp.auth, SmtpAuth::Oauth2 { authority, scope, .. }
+            if authority == "https://login.microsoftonline.com" && scope == "https://outlook.office365.com/.default")
+        );
         assert_eq!(config.notification_lists["Operators"].recipients.len(), 2);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
@@ -839,17 +1014,26 @@ x = 1
         let errors = Config::load(&path).unwrap_err();
         let shown = errors.to_string();
         let expect = [
-            (7, "templates.Tank: invalid type at column 1: unknown type `Flaot`"),
+            (
+                7,
+                "templates.Tank: invalid type at column 1: unknown type `Flaot`",
+            ),
             (11, "script file"),
             (14, "instances.P-1: unknown template `Pmp`"),
             (19, "instances.P-2: unknown site `nowhere`"),
-            (20, r#"instances.P-2.values.Speed: expected Float, found String "fast""#),
+            (
+                20,
+                r#"instances.P-2.values.Speed: expected Float, found String "fast""#,
+            ),
             (23, "api_keys.k.hash"),
             (25, "unknown section `bogus`"),
         ];
         for (line, needle) in expect {
             assert!(
-                errors.0.iter().any(|e| e.line == line && e.message.contains(needle)),
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.line == line && e.message.contains(needle)),
                 "missing line {line} `{needle}` in:\n{shown}"
             );
         }
@@ -869,7 +1053,11 @@ x = 1
     fn literal_secrets_are_warned_about() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        let config = Config::parse("[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"dev\"\n", &path).unwrap();
+        let config = Config::parse(
+            "[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"dev\"\n",
+            &path,
+        )
+        .unwrap();
         assert_eq!(config.warnings.len(), 1);
         assert_eq!(config.warnings[0].line, 3);
         assert!(config.warnings[0].message.contains("sites.s.token"));

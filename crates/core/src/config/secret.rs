@@ -101,7 +101,12 @@ mod tests {
         assert_eq!(literal.resolve(dir.path()).unwrap().expose(), "hunter2");
         assert!(!format!("{literal:?}").contains("hunter2"));
         assert!(!format!("{:?}", literal.resolve(dir.path()).unwrap()).contains("hunter2"));
-        let missing = SecretRef::Env { env: "SWITCHYARD_TEST_SURELY_UNSET".into() };
-        assert_eq!(missing.resolve(dir.path()).unwrap_err(), "environment variable `SWITCHYARD_TEST_SURELY_UNSET` is not set");
+        let missing = SecretRef::Env {
+            env: "SWITCHYARD_TEST_SURELY_UNSET".into(),
+        };
+        assert_eq!(
+            missing.resolve(dir.path()).unwrap_err(),
+            "environment variable `SWITCHYARD_TEST_SURELY_UNSET` is not set"
+        );
     }
 }

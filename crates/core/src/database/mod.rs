@@ -34,7 +34,10 @@ pub struct DatabasePool {
 
 impl std::fmt::Debug for DatabasePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabasePool").field("name", &self.name).field("driver", &self.driver()).finish()
+        f.debug_struct("DatabasePool")
+            .field("name", &self.name)
+            .field("driver", &self.driver())
+            .finish()
     }
 }
 
@@ -49,7 +52,9 @@ impl DatabasePool {
     /// down at start-up does not stop the node). `base_dir` resolves relative SQLite
     /// paths and secret files. Must be called inside a tokio runtime.
     pub fn open(name: &str, def: &DatabaseDef, base_dir: &Path) -> Result<DatabasePool, Failure> {
-        let invalid = |message: String| Failure::permanent(codes::DATABASE, format!("database `{name}`: {message}"));
+        let invalid = |message: String| {
+            Failure::permanent(codes::DATABASE, format!("database `{name}`: {message}"))
+        };
         let kind = match &def.target {
             DatabaseTarget::Ado(secret) => {
                 let ado = secret.resolve(base_dir).map_err(invalid)?;
@@ -60,14 +65,30 @@ impl DatabasePool {
                 let url = url.expose();
                 let scheme = url.split("://").next().unwrap_or("");
                 match scheme {
-                    "sqlite" => PoolKind::Sqlite(sqlite::Pool::new(&url["sqlite://".len()..], base_dir, def)),
-                    "postgres" | "postgresql" => PoolKind::Postgres(postgres::Pool::new(url, def).map_err(invalid)?),
-                    "mssql" | "sqlserver" => PoolKind::Mssql(mssql::Pool::from_url(url, def).map_err(invalid)?),
-                    other => return Err(invalid(format!("unsupported URL scheme `{other}` (use mssql://, postgres:// or sqlite://)"))),
+                    "sqlite" => PoolKind::Sqlite(sqlite::Pool::new(
+                        &url["sqlite://".len()..],
+                        base_dir,
+                        def,
+                    )),
+                    "postgres" | "postgresql" => {
+                        PoolKind::Postgres(postgres::Pool::new(url, def).map_err(invalid)?)
+                    }
+                    "mssql" | "sqlserver" => {
+                        PoolKind::Mssql(mssql::Pool::from_url(url, def).map_err(invalid)?)
+                    }
+                    other => {
+                        return Err(invalid(format!(
+                            "unsupported URL scheme `{other}` (use mssql://, postgres:// or sqlite://)"
+                        )));
+                    }
                 }
             }
         };
-        Ok(DatabasePool { name: name.to_string(), timeout: def.timeout, kind })
+        Ok(DatabasePool {
+            name: name.to_string(),
+            timeout: def.timeout,
+            kind,
+        })
     }
 
     /// The connection's name.
@@ -91,16 +112,27 @@ impl DatabasePool {
             Ok(match &self.kind {
                 PoolKind::Sqlite(p) => Conn::Sqlite(p.get().await?),
                 PoolKind::Postgres(p) => Conn::Postgres(p.get().await?),
-                PoolKind::Mssql(p) => Conn::Mssql(p.get().await?),
+                PoolKind::Mssql(p) => Conn::Mssql(Box::new(p.get().await?)),
             })
         })
         .await
         .map_err(|f| f.context(format!("database `{}`", self.name)))?;
-        Ok(DbConnection { name: self.name.clone(), timeout: self.timeout, deadline, conn: Some(conn), in_transaction: false })
+        Ok(DbConnection {
+            name: self.name.clone(),
+            timeout: self.timeout,
+            deadline,
+            conn: Some(conn),
+            in_transaction: false,
+        })
     }
 
     /// Runs one write on a pooled connection (what `CachedWrite` and its retries do).
-    pub async fn execute(&self, sql: &str, params: &[Value], deadline: Option<Deadline>) -> Result<u64, Failure> {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        deadline: Option<Deadline>,
+    ) -> Result<u64, Failure> {
         let mut conn = self.connect(deadline).await?;
         let result = conn.execute(sql, params).await;
         conn.close().await;
@@ -115,7 +147,8 @@ impl DatabasePool {
 enum Conn {
     Sqlite(sqlite::Conn),
     Postgres(postgres::Conn),
-    Mssql(mssql::Conn),
+    // Boxed: a tiberius client is several times larger than the other connections.
+    Mssql(Box<mssql::Conn>),
 }
 
 /// A connection checked out for a script (`Database.Connection(name)`). Scripts get
@@ -131,15 +164,25 @@ pub struct DbConnection {
 
 impl std::fmt::Debug for DbConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbConnection").field("name", &self.name).field("in_transaction", &self.in_transaction).finish()
+        f.debug_struct("DbConnection")
+            .field("name", &self.name)
+            .field("in_transaction", &self.in_transaction)
+            .finish()
     }
 }
 
 macro_rules! on_conn {
     ($self:ident, $c:ident => $body:expr) => {{
-        let budget = $self.deadline.map_or($self.timeout, |d| d.cap($self.timeout));
+        let budget = $self
+            .deadline
+            .map_or($self.timeout, |d| d.cap($self.timeout));
         let name = $self.name.clone();
-        let conn = $self.conn.as_mut().ok_or_else(|| Failure::permanent(codes::DATABASE, format!("database `{name}`: connection already closed")))?;
+        let conn = $self.conn.as_mut().ok_or_else(|| {
+            Failure::permanent(
+                codes::DATABASE,
+                format!("database `{name}`: connection already closed"),
+            )
+        })?;
         with_timeout(budget, async move {
             match conn {
                 Conn::Sqlite($c) => $body,
@@ -166,7 +209,10 @@ impl DbConnection {
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<(), Failure> {
         if self.in_transaction {
-            return Err(Failure::permanent(codes::DATABASE, format!("database `{}`: a transaction is already open", self.name)));
+            return Err(Failure::permanent(
+                codes::DATABASE,
+                format!("database `{}`: a transaction is already open", self.name),
+            ));
         }
         on_conn!(self, c => c.batch(TxCommand::Begin).await)?;
         self.in_transaction = true;
@@ -190,9 +236,23 @@ impl DbConnection {
     }
 
     /// Calls a stored procedure (or, on PostgreSQL, a function); returns its rows.
-    pub async fn call_procedure(&mut self, procedure: &str, params: &[Value]) -> Result<Rows, Failure> {
-        if procedure.is_empty() || !procedure.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
-            return Err(Failure::permanent(codes::DATABASE, format!("database `{}`: `{procedure}` is not a valid procedure name", self.name)));
+    pub async fn call_procedure(
+        &mut self,
+        procedure: &str,
+        params: &[Value],
+    ) -> Result<Rows, Failure> {
+        if procedure.is_empty()
+            || !procedure
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(Failure::permanent(
+                codes::DATABASE,
+                format!(
+                    "database `{}`: `{procedure}` is not a valid procedure name",
+                    self.name
+                ),
+            ));
         }
         on_conn!(self, c => c.call_procedure(procedure, params).await)
     }
@@ -204,12 +264,12 @@ impl DbConnection {
 
     /// Rolls back a transaction left open and returns the connection to the pool.
     pub async fn close(mut self) {
-        if self.in_transaction {
-            if let Err(e) = self.rollback().await {
-                tracing::warn!(database = %self.name, error = %e, "rollback of an unfinished transaction failed; dropping the connection");
-                if let Some(conn) = self.conn.take() {
-                    conn.abandon_transaction();
-                }
+        if self.in_transaction
+            && let Err(e) = self.rollback().await
+        {
+            tracing::warn!(database = %self.name, error = %e, "rollback of an unfinished transaction failed; dropping the connection");
+            if let Some(conn) = self.conn.take() {
+                conn.abandon_transaction();
             }
         }
     }
@@ -218,7 +278,10 @@ impl DbConnection {
         if self.in_transaction {
             Ok(())
         } else {
-            Err(Failure::permanent(codes::DATABASE, format!("database `{}`: {what} without Begin", self.name)))
+            Err(Failure::permanent(
+                codes::DATABASE,
+                format!("database `{}`: {what} without Begin", self.name),
+            ))
         }
     }
 }
@@ -227,10 +290,10 @@ impl Drop for DbConnection {
     fn drop(&mut self) {
         // A connection must never go back to the pool inside a transaction: if the owner
         // did not `close` it, roll it back on the way.
-        if self.in_transaction {
-            if let Some(conn) = self.conn.take() {
-                conn.abandon_transaction();
-            }
+        if self.in_transaction
+            && let Some(conn) = self.conn.take()
+        {
+            conn.abandon_transaction();
         }
     }
 }
@@ -242,7 +305,7 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => c.abandon_transaction(),
             Conn::Postgres(c) => c.abandon_transaction(),
-            Conn::Mssql(c) => c.abandon_transaction(),
+            Conn::Mssql(c) => (*c).abandon_transaction(),
         }
     }
 }
@@ -255,10 +318,16 @@ pub(crate) enum TxCommand {
     Rollback,
 }
 
-async fn with_timeout<T>(budget: Duration, work: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+async fn with_timeout<T>(
+    budget: Duration,
+    work: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
     match tokio::time::timeout(budget, work).await {
         Ok(result) => result,
-        Err(_) => Err(Failure::transient(codes::TIMEOUT, format!("timed out after {}", humantime::format_duration(budget)))),
+        Err(_) => Err(Failure::transient(
+            codes::TIMEOUT,
+            format!("timed out after {}", humantime::format_duration(budget)),
+        )),
     }
 }
 
@@ -273,7 +342,10 @@ pub(crate) fn json_text(value: &Value) -> String {
 
 /// Failure for a value that cannot be bound.
 pub(crate) fn bad_param(index: usize, message: impl std::fmt::Display) -> Failure {
-    Failure::permanent(codes::DATABASE, format!("parameter {}: {message}", index + 1))
+    Failure::permanent(
+        codes::DATABASE,
+        format!("parameter {}: {message}", index + 1),
+    )
 }
 
 #[cfg(test)]

@@ -45,8 +45,16 @@ impl MssqlTarget {
         if !matches!(parsed.scheme(), "mssql" | "sqlserver") {
             return Err(format!("expected mssql://, found {}://", parsed.scheme()));
         }
-        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("the MS SQL URL has no host")?.to_string();
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("the MS SQL URL has no host")?
+            .to_string();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let mut target = MssqlTarget {
             host,
             port: parsed.port().unwrap_or(1433),
@@ -60,14 +68,20 @@ impl MssqlTarget {
         };
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
-                "trust_cert" | "trustservercertificate" => target.trust_cert = matches!(value.as_ref(), "true" | "yes" | "1"),
+                "trust_cert" | "trustservercertificate" => {
+                    target.trust_cert = matches!(value.as_ref(), "true" | "yes" | "1")
+                }
                 "encrypt" => {
                     target.encrypt = match value.as_ref() {
                         "off" | "false" | "no" => EncryptionLevel::Off,
                         "on" | "true" | "yes" => EncryptionLevel::On,
                         "required" | "strict" => EncryptionLevel::Required,
                         "not_supported" => EncryptionLevel::NotSupported,
-                        other => return Err(format!("unknown encrypt value `{other}` (use off, on, required or not_supported)")),
+                        other => {
+                            return Err(format!(
+                                "unknown encrypt value `{other}` (use off, on, required or not_supported)"
+                            ));
+                        }
                     }
                 }
                 "instance" => target.instance = Some(value.into_owned()),
@@ -93,7 +107,10 @@ impl MssqlTarget {
             config.application_name(app);
         }
         if let Some(user) = &self.user {
-            config.authentication(AuthMethod::sql_server(user, self.password.as_ref().map_or("", |p| p.expose())));
+            config.authentication(AuthMethod::sql_server(
+                user,
+                self.password.as_ref().map_or("", |p| p.expose()),
+            ));
         }
         if self.trust_cert {
             config.trust_cert();
@@ -114,7 +131,8 @@ impl Pool {
 
     pub(super) fn from_ado(ado: &str, def: &DatabaseDef) -> Result<Pool, String> {
         // tiberius' own error text can echo the string; keep the password out of it.
-        let config = Config::from_ado_string(ado).map_err(|_| "invalid ADO.NET connection string".to_string())?;
+        let config = Config::from_ado_string(ado)
+            .map_err(|_| "invalid ADO.NET connection string".to_string())?;
         Ok(Pool::with_config(config, def))
     }
 
@@ -131,7 +149,9 @@ impl Pool {
         let client = self.pool.get_owned().await.map_err(|e| match e {
             bb8::RunError::User(bb8_tiberius::Error::Tiberius(e)) => classify(&e),
             bb8::RunError::User(bb8_tiberius::Error::Io(e)) => crate::classify::io_error(&e),
-            bb8::RunError::TimedOut => Failure::transient(codes::TIMEOUT, "timed out waiting for a connection"),
+            bb8::RunError::TimedOut => {
+                Failure::transient(codes::TIMEOUT, "timed out waiting for a connection")
+            }
         })?;
         Ok(Conn { client })
     }
@@ -151,14 +171,21 @@ impl std::ops::Deref for Conn {
 impl Conn {
     pub(super) async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Failure> {
         let query = bind(sql, params)?;
-        let stream = query.query(&mut self.client).await.map_err(|e| classify(&e))?;
+        let stream = query
+            .query(&mut self.client)
+            .await
+            .map_err(|e| classify(&e))?;
         let rows = stream.into_first_result().await.map_err(|e| classify(&e))?;
         rows.into_iter().map(row_to_json).collect()
     }
 
     pub(super) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
         let query = bind(sql, params)?;
-        Ok(query.execute(&mut self.client).await.map_err(|e| classify(&e))?.total())
+        Ok(query
+            .execute(&mut self.client)
+            .await
+            .map_err(|e| classify(&e))?
+            .total())
     }
 
     pub(super) async fn batch(&mut self, command: TxCommand) -> Result<(), Failure> {
@@ -167,13 +194,22 @@ impl Conn {
             TxCommand::Commit => "COMMIT TRANSACTION",
             TxCommand::Rollback => "ROLLBACK TRANSACTION",
         };
-        let stream = self.client.simple_query(sql).await.map_err(|e| classify(&e))?;
+        let stream = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|e| classify(&e))?;
         stream.into_results().await.map_err(|e| classify(&e))?;
         Ok(())
     }
 
-    pub(super) async fn call_procedure(&mut self, procedure: &str, params: &[Value]) -> Result<Rows, Failure> {
-        self.query(&procedure_sql(procedure, params.len()), params).await
+    pub(super) async fn call_procedure(
+        &mut self,
+        procedure: &str,
+        params: &[Value],
+    ) -> Result<Rows, Failure> {
+        self.query(&procedure_sql(procedure, params.len()), params)
+            .await
     }
 
     /// Rolls back in the background, then returns the connection to the pool.
@@ -189,7 +225,9 @@ impl Conn {
 /// `EXEC name @P1, @P2, …`.
 pub(super) fn procedure_sql(procedure: &str, params: usize) -> String {
     let placeholders: Vec<String> = (1..=params).map(|i| format!("@P{i}")).collect();
-    format!("EXEC {procedure} {}", placeholders.join(", ")).trim_end().to_string()
+    format!("EXEC {procedure} {}", placeholders.join(", "))
+        .trim_end()
+        .to_string()
 }
 
 /// Binds JSON parameters positionally.
@@ -201,7 +239,10 @@ pub(super) fn bind<'a>(sql: &'a str, params: &[Value]) -> Result<Query<'a>, Fail
             Value::Bool(b) => query.bind(*b),
             Value::Number(n) => match n.as_i64() {
                 Some(v) => query.bind(v),
-                None => query.bind(n.as_f64().ok_or_else(|| bad_param(i, "number out of range"))?),
+                None => query.bind(
+                    n.as_f64()
+                        .ok_or_else(|| bad_param(i, "number out of range"))?,
+                ),
             },
             other => query.bind(json_text(other)),
         }
@@ -211,7 +252,10 @@ pub(super) fn bind<'a>(sql: &'a str, params: &[Value]) -> Result<Query<'a>, Fail
 
 /// One column value → JSON.
 pub(super) fn column_to_json(data: ColumnData<'static>) -> Result<Value, String> {
-    let date_time = |d: &ColumnData<'static>| chrono::NaiveDateTime::from_sql(d).map(|v| v.map(|v| Value::from(v.format("%Y-%m-%dT%H:%M:%S%.f").to_string())));
+    let date_time = |d: &ColumnData<'static>| {
+        chrono::NaiveDateTime::from_sql(d)
+            .map(|v| v.map(|v| Value::from(v.format("%Y-%m-%dT%H:%M:%S%.f").to_string())))
+    };
     let value = match &data {
         ColumnData::U8(v) => v.map(Value::from),
         ColumnData::I16(v) => v.map(Value::from),
@@ -224,13 +268,21 @@ pub(super) fn column_to_json(data: ColumnData<'static>) -> Result<Value, String>
         ColumnData::Guid(v) => v.map(|u| Value::from(u.to_string())),
         ColumnData::Numeric(v) => v.map(|n| Value::from(f64::from(n))),
         ColumnData::Xml(v) => v.as_ref().map(|x| Value::from(x.to_string())),
-        ColumnData::Binary(v) => v.as_ref().map(|b| Value::Array(b.iter().map(|x| Value::from(*x)).collect())),
-        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => date_time(&data).map_err(|e| e.to_string())?,
-        ColumnData::Date(_) => chrono::NaiveDate::from_sql(&data).map_err(|e| e.to_string())?.map(|d| Value::from(d.to_string())),
-        ColumnData::Time(_) => chrono::NaiveTime::from_sql(&data).map_err(|e| e.to_string())?.map(|t| Value::from(t.to_string())),
-        ColumnData::DateTimeOffset(_) => {
-            chrono::DateTime::<chrono::Utc>::from_sql(&data).map_err(|e| e.to_string())?.map(|d| Value::from(d.to_rfc3339()))
+        ColumnData::Binary(v) => v
+            .as_ref()
+            .map(|b| Value::Array(b.iter().map(|x| Value::from(*x)).collect())),
+        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
+            date_time(&data).map_err(|e| e.to_string())?
         }
+        ColumnData::Date(_) => chrono::NaiveDate::from_sql(&data)
+            .map_err(|e| e.to_string())?
+            .map(|d| Value::from(d.to_string())),
+        ColumnData::Time(_) => chrono::NaiveTime::from_sql(&data)
+            .map_err(|e| e.to_string())?
+            .map(|t| Value::from(t.to_string())),
+        ColumnData::DateTimeOffset(_) => chrono::DateTime::<chrono::Utc>::from_sql(&data)
+            .map_err(|e| e.to_string())?
+            .map(|d| Value::from(d.to_rfc3339())),
     };
     Ok(value.unwrap_or(Value::Null))
 }
@@ -239,7 +291,8 @@ fn row_to_json(row: tiberius::Row) -> Result<Map<String, Value>, Failure> {
     let names: Vec<String> = row.columns().iter().map(|c| c.name().to_string()).collect();
     let mut map = Map::new();
     for (name, data) in names.into_iter().zip(row) {
-        let value = column_to_json(data).map_err(|e| Failure::permanent(codes::DATABASE, format!("column `{name}`: {e}")))?;
+        let value = column_to_json(data)
+            .map_err(|e| Failure::permanent(codes::DATABASE, format!("column `{name}`: {e}")))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -256,8 +309,18 @@ pub(super) fn classify(err: &tiberius::error::Error) -> Failure {
         E::Io { .. } | E::Routing { .. } | E::Tls(_) => FailureClass::Transient,
         _ => FailureClass::Permanent,
     };
-    let code = if matches!(err, E::Io { .. }) { codes::CONNECTION } else { codes::DATABASE };
-    Failure { class, code: code.into(), status: None, message, retry_after: None }
+    let code = if matches!(err, E::Io { .. }) {
+        codes::CONNECTION
+    } else {
+        codes::DATABASE
+    };
+    Failure {
+        class,
+        code: code.into(),
+        status: None,
+        message,
+        retry_after: None,
+    }
 }
 
 #[cfg(test)]
@@ -277,13 +340,21 @@ mod tests {
         assert_eq!(t.to_config().get_addr(), "db.plant:1444");
 
         let d = MssqlTarget::parse("sqlserver://host/db?instance=SQLEXPRESS").unwrap();
-        assert_eq!((d.port, d.instance.as_deref(), d.encrypt), (1433, Some("SQLEXPRESS"), EncryptionLevel::Required));
+        assert_eq!(
+            (d.port, d.instance.as_deref(), d.encrypt),
+            (1433, Some("SQLEXPRESS"), EncryptionLevel::Required)
+        );
         assert!(!d.trust_cert);
     }
 
     #[test]
     fn bad_urls_are_refused_without_echoing_the_password() {
-        for url in ["mssql://u:hunter2@/db", "mssql://u:hunter2@h/db?encrypt=maybe", "mssql://u:hunter2@h/db?colour=blue", "postgres://u:hunter2@h/db"] {
+        for url in [
+            "mssql://u:hunter2@/db",
+            "mssql://u:hunter2@h/db?encrypt=maybe",
+            "mssql://u:hunter2@h/db?colour=blue",
+            "postgres://u:hunter2@h/db",
+        ] {
             let err = MssqlTarget::parse(url).unwrap_err();
             assert!(!err.contains("hunter2"), "{url}: {err}");
         }
@@ -292,41 +363,77 @@ mod tests {
     #[test]
     fn ado_strings_are_accepted() {
         let def = crate::config::DatabaseDef {
-            target: crate::config::DatabaseTarget::Ado(crate::config::SecretRef::Literal(String::new())),
+            target: crate::config::DatabaseTarget::Ado(crate::config::SecretRef::Literal(
+                String::new(),
+            )),
             max_connections: 2,
             timeout: std::time::Duration::from_secs(1),
             retry: crate::RetryPolicy::default(),
         };
         let config = Config::from_ado_string("Server=tcp:db.plant,1433;Database=Historian;User Id=sa;Password=secret;TrustServerCertificate=true").unwrap();
         assert_eq!(config.get_addr(), "db.plant:1433");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            assert!(Pool::from_ado("Server=tcp:db.plant,1433;User Id=sa;Password=secret", &def).is_ok());
-            let err = Pool::from_ado("Server=tcp:db.plant,notaport;Password=secret", &def).err().unwrap();
+            assert!(
+                Pool::from_ado("Server=tcp:db.plant,1433;User Id=sa;Password=secret", &def).is_ok()
+            );
+            let err = Pool::from_ado("Server=tcp:db.plant,notaport;Password=secret", &def)
+                .err()
+                .unwrap();
             assert!(!err.contains("secret"), "{err}");
         });
     }
 
     #[test]
     fn parameters_bind_positionally_and_procedures_use_exec() {
-        assert_eq!(procedure_sql("dbo.LogEvent", 2), "EXEC dbo.LogEvent @P1, @P2");
+        assert_eq!(
+            procedure_sql("dbo.LogEvent", 2),
+            "EXEC dbo.LogEvent @P1, @P2"
+        );
         assert_eq!(procedure_sql("dbo.Ping", 0), "EXEC dbo.Ping");
-        let q = bind("INSERT INTO t VALUES (@P1, @P2, @P3, @P4, @P5)", &[Value::Null, Value::from(true), Value::from(3), Value::from(1.5), Value::from("x")]);
+        let q = bind(
+            "INSERT INTO t VALUES (@P1, @P2, @P3, @P4, @P5)",
+            &[
+                Value::Null,
+                Value::from(true),
+                Value::from(3),
+                Value::from(1.5),
+                Value::from("x"),
+            ],
+        );
         assert!(q.is_ok());
     }
 
     #[test]
     fn column_values_map_to_json() {
-        assert_eq!(column_to_json(ColumnData::I32(Some(7))).unwrap(), Value::from(7));
-        assert_eq!(column_to_json(ColumnData::Bit(Some(true))).unwrap(), Value::from(true));
-        assert_eq!(column_to_json(ColumnData::String(Some("a".into()))).unwrap(), Value::from("a"));
+        assert_eq!(
+            column_to_json(ColumnData::I32(Some(7))).unwrap(),
+            Value::from(7)
+        );
+        assert_eq!(
+            column_to_json(ColumnData::Bit(Some(true))).unwrap(),
+            Value::from(true)
+        );
+        assert_eq!(
+            column_to_json(ColumnData::String(Some("a".into()))).unwrap(),
+            Value::from("a")
+        );
         assert_eq!(column_to_json(ColumnData::F64(None)).unwrap(), Value::Null);
     }
 
     #[test]
     fn errors_are_classified() {
-        let io = tiberius::error::Error::Io { kind: std::io::ErrorKind::ConnectionRefused, message: "refused".into() };
-        assert_eq!((classify(&io).class, classify(&io).code.as_str()), (Transient, codes::CONNECTION));
+        let io = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionRefused,
+            message: "refused".into(),
+        };
+        assert_eq!(
+            (classify(&io).class, classify(&io).code.as_str()),
+            (Transient, codes::CONNECTION)
+        );
         let conversion = tiberius::error::Error::Conversion("bad".into());
         assert_eq!(classify(&conversion).class, Permanent);
     }
@@ -338,13 +445,19 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let def = crate::config::DatabaseDef {
-            target: crate::config::DatabaseTarget::Url(crate::config::SecretRef::Literal(format!("mssql://sa:pw@127.0.0.1:{port}/db?trust_cert=true"))),
+            target: crate::config::DatabaseTarget::Url(crate::config::SecretRef::Literal(format!(
+                "mssql://sa:pw@127.0.0.1:{port}/db?trust_cert=true"
+            ))),
             max_connections: 1,
             timeout: std::time::Duration::from_secs(2),
             retry: crate::RetryPolicy::default(),
         };
-        let pool = super::super::DatabasePool::open("Historian", &def, std::path::Path::new(".")).unwrap();
-        let err = pool.execute("INSERT INTO t VALUES (@P1)", &[Value::from(1)], None).await.unwrap_err();
+        let pool =
+            super::super::DatabasePool::open("Historian", &def, std::path::Path::new(".")).unwrap();
+        let err = pool
+            .execute("INSERT INTO t VALUES (@P1)", &[Value::from(1)], None)
+            .await
+            .unwrap_err();
         assert_eq!(err.class, Transient, "{err:?}");
     }
 
@@ -353,7 +466,9 @@ mod tests {
     #[tokio::test]
     async fn real_server_when_configured() {
         let Ok(target) = std::env::var("SWITCHYARD_TEST_MSSQL") else {
-            eprintln!("SWITCHYARD_TEST_MSSQL not set: MS SQL integration skipped (no SQL Server can run here)");
+            eprintln!(
+                "SWITCHYARD_TEST_MSSQL not set: MS SQL integration skipped (no SQL Server can run here)"
+            );
             return;
         };
         let secret = crate::config::SecretRef::Literal(target.clone());
@@ -367,15 +482,43 @@ mod tests {
             timeout: std::time::Duration::from_secs(15),
             retry: crate::RetryPolicy::default(),
         };
-        let pool = super::super::DatabasePool::open("mssql", &def, std::path::Path::new(".")).unwrap();
+        let pool =
+            super::super::DatabasePool::open("mssql", &def, std::path::Path::new(".")).unwrap();
         let mut conn = pool.connect(None).await.unwrap();
-        conn.execute("IF OBJECT_ID('tempdb..#sy') IS NOT NULL DROP TABLE #sy", &[]).await.unwrap();
-        conn.execute("CREATE TABLE #sy (id INT, name NVARCHAR(50), at DATETIME2)", &[]).await.unwrap();
+        conn.execute(
+            "IF OBJECT_ID('tempdb..#sy') IS NOT NULL DROP TABLE #sy",
+            &[],
+        )
+        .await
+        .unwrap();
+        conn.execute(
+            "CREATE TABLE #sy (id INT, name NVARCHAR(50), at DATETIME2)",
+            &[],
+        )
+        .await
+        .unwrap();
         conn.begin().await.unwrap();
-        conn.execute("INSERT INTO #sy VALUES (@P1, @P2, @P3)", &[Value::from(1), Value::from("a"), Value::from("2026-11-28T10:00:00")]).await.unwrap();
+        conn.execute(
+            "INSERT INTO #sy VALUES (@P1, @P2, @P3)",
+            &[
+                Value::from(1),
+                Value::from("a"),
+                Value::from("2026-11-28T10:00:00"),
+            ],
+        )
+        .await
+        .unwrap();
         conn.rollback().await.unwrap();
-        conn.execute("INSERT INTO #sy VALUES (@P1, @P2, @P3)", &[Value::from(2), Value::from("b"), Value::Null]).await.unwrap();
-        let rows = conn.query("SELECT id, name FROM #sy ORDER BY id", &[]).await.unwrap();
+        conn.execute(
+            "INSERT INTO #sy VALUES (@P1, @P2, @P3)",
+            &[Value::from(2), Value::from("b"), Value::Null],
+        )
+        .await
+        .unwrap();
+        let rows = conn
+            .query("SELECT id, name FROM #sy ORDER BY id", &[])
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0]["id"], Value::from(2));
         conn.close().await;

@@ -22,7 +22,8 @@ pub(super) struct Pool {
 
 impl Pool {
     pub(super) fn new(url: &str, def: &DatabaseDef) -> Result<Pool, String> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         config.connect_timeout(def.timeout);
         let pool = bb8::Pool::builder()
             .max_size(def.max_connections)
@@ -35,7 +36,9 @@ impl Pool {
     pub(super) async fn get(&self) -> Result<Conn, Failure> {
         let client = self.pool.get_owned().await.map_err(|e| match e {
             bb8::RunError::User(e) => classify(&e),
-            bb8::RunError::TimedOut => Failure::transient(codes::TIMEOUT, "timed out waiting for a connection"),
+            bb8::RunError::TimedOut => {
+                Failure::transient(codes::TIMEOUT, "timed out waiting for a connection")
+            }
         })?;
         Ok(Conn { client })
     }
@@ -49,16 +52,29 @@ impl Conn {
     pub(super) async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Failure> {
         let stmt = self.client.prepare(sql).await.map_err(|e| classify(&e))?;
         let bound = bind(stmt.params(), params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = self.client.query(&stmt, &refs).await.map_err(|e| classify(&e))?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self
+            .client
+            .query(&stmt, &refs)
+            .await
+            .map_err(|e| classify(&e))?;
         rows.iter().map(row_to_json).collect()
     }
 
     pub(super) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
         let stmt = self.client.prepare(sql).await.map_err(|e| classify(&e))?;
         let bound = bind(stmt.params(), params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        self.client.execute(&stmt, &refs).await.map_err(|e| classify(&e))
+        let refs: Vec<&(dyn ToSql + Sync)> = bound
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        self.client
+            .execute(&stmt, &refs)
+            .await
+            .map_err(|e| classify(&e))
     }
 
     pub(super) async fn batch(&mut self, command: TxCommand) -> Result<(), Failure> {
@@ -67,7 +83,10 @@ impl Conn {
             TxCommand::Commit => "COMMIT",
             TxCommand::Rollback => "ROLLBACK",
         };
-        self.client.batch_execute(sql).await.map_err(|e| classify(&e))
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| classify(&e))
     }
 
     /// Rolls back in the background, then returns the connection to the pool (a broken
@@ -82,7 +101,11 @@ impl Conn {
 
     /// Procedures (`CREATE PROCEDURE`) are `CALL`ed; functions are selected from, so
     /// set-returning functions give their rows.
-    pub(super) async fn call_procedure(&mut self, procedure: &str, params: &[Value]) -> Result<Rows, Failure> {
+    pub(super) async fn call_procedure(
+        &mut self,
+        procedure: &str,
+        params: &[Value],
+    ) -> Result<Rows, Failure> {
         let (schema, name) = match procedure.split_once('.') {
             Some((s, n)) => (Some(s), n),
             None => (None, procedure),
@@ -97,7 +120,10 @@ impl Conn {
         .await
         .map_err(|e| classify(&e))?;
         let Some(kind) = kind.first().map(|r| r.get::<_, String>(0)) else {
-            return Err(Failure::permanent(codes::DATABASE, format!("no procedure or function named `{procedure}`")));
+            return Err(Failure::permanent(
+                codes::DATABASE,
+                format!("no procedure or function named `{procedure}`"),
+            ));
         };
         let placeholders: Vec<String> = (1..=params.len()).map(|i| format!("${i}")).collect();
         let sql = if kind == "p" {
@@ -114,7 +140,11 @@ impl Conn {
 struct Null;
 
 impl ToSql for Null {
-    fn to_sql(&self, _: &Type, _: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         Ok(IsNull::Yes)
     }
 
@@ -129,16 +159,33 @@ type Param = Box<dyn ToSql + Sync + Send>;
 
 fn bind(types: &[Type], params: &[Value]) -> Result<Vec<Param>, Failure> {
     if types.len() != params.len() {
-        return Err(Failure::permanent(codes::DATABASE, format!("the statement takes {} parameter(s), {} given", types.len(), params.len())));
+        return Err(Failure::permanent(
+            codes::DATABASE,
+            format!(
+                "the statement takes {} parameter(s), {} given",
+                types.len(),
+                params.len()
+            ),
+        ));
     }
-    types.iter().zip(params).enumerate().map(|(i, (ty, value))| convert(i, ty, value)).collect()
+    types
+        .iter()
+        .zip(params)
+        .enumerate()
+        .map(|(i, (ty, value))| convert(i, ty, value))
+        .collect()
 }
 
 fn convert(i: usize, ty: &Type, value: &Value) -> Result<Param, Failure> {
     if value.is_null() {
         return Ok(Box::new(Null));
     }
-    let want = |what: &str| bad_param(i, format!("expected {what} for a `{ty}` column, found {value}"));
+    let want = |what: &str| {
+        bad_param(
+            i,
+            format!("expected {what} for a `{ty}` column, found {value}"),
+        )
+    };
     let int = || value.as_i64().ok_or_else(|| want("an integer"));
     Ok(match *ty {
         Type::BOOL => Box::new(value.as_bool().ok_or_else(|| want("a boolean"))?),
@@ -148,8 +195,14 @@ fn convert(i: usize, ty: &Type, value: &Value) -> Result<Param, Failure> {
         Type::FLOAT4 => Box::new(value.as_f64().ok_or_else(|| want("a number"))? as f32),
         Type::FLOAT8 => Box::new(value.as_f64().ok_or_else(|| want("a number"))?),
         Type::TIMESTAMPTZ => {
-            let text = value.as_str().ok_or_else(|| want("an RFC 3339 date-time"))?;
-            Box::new(chrono::DateTime::parse_from_rfc3339(text).map_err(|_| want("an RFC 3339 date-time"))?.with_timezone(&chrono::Utc))
+            let text = value
+                .as_str()
+                .ok_or_else(|| want("an RFC 3339 date-time"))?;
+            Box::new(
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| want("an RFC 3339 date-time"))?
+                    .with_timezone(&chrono::Utc),
+            )
         }
         Type::TIMESTAMP => {
             let text = value.as_str().ok_or_else(|| want("a date-time"))?;
@@ -162,7 +215,10 @@ fn convert(i: usize, ty: &Type, value: &Value) -> Result<Param, Failure> {
         }
         Type::DATE => {
             let text = value.as_str().ok_or_else(|| want("a date"))?;
-            Box::new(chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| want("a date (YYYY-MM-DD)"))?)
+            Box::new(
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map_err(|_| want("a date (YYYY-MM-DD)"))?,
+            )
         }
         Type::JSON | Type::JSONB => Box::new(value.clone()),
         _ => Box::new(json_text(value)),
@@ -173,24 +229,69 @@ fn row_to_json(row: &Row) -> Result<Map<String, Value>, Failure> {
     let mut map = Map::new();
     for (i, column) in row.columns().iter().enumerate() {
         let ty = column.type_();
-        let unsupported = || Failure::permanent(codes::DATABASE, format!("column `{}` has type `{ty}`, which scripts cannot read; cast it in SQL (e.g. `::text` or `::float8`)", column.name()));
-        let get = |e: tokio_postgres::Error| Failure::permanent(codes::DATABASE, format!("column `{}`: {e}", column.name()));
+        let unsupported = || {
+            Failure::permanent(
+                codes::DATABASE,
+                format!(
+                    "column `{}` has type `{ty}`, which scripts cannot read; cast it in SQL (e.g. `::text` or `::float8`)",
+                    column.name()
+                ),
+            )
+        };
+        let get = |e: tokio_postgres::Error| {
+            Failure::permanent(codes::DATABASE, format!("column `{}`: {e}", column.name()))
+        };
         let value = match *ty {
-            Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(get)?.map(Value::from),
-            Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(get)?.map(Value::from),
-            Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(get)?.map(Value::from),
-            Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(Value::from),
-            Type::OID => row.try_get::<_, Option<u32>>(i).map_err(get)?.map(Value::from),
-            Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(get)?.map(|f| Value::from(f64::from(f))),
-            Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(get)?.map(Value::from),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map_err(get)?
+                .map(Value::from),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map_err(get)?
+                .map(Value::from),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map_err(get)?
+                .map(Value::from),
+            Type::INT8 => row
+                .try_get::<_, Option<i64>>(i)
+                .map_err(get)?
+                .map(Value::from),
+            Type::OID => row
+                .try_get::<_, Option<u32>>(i)
+                .map_err(get)?
+                .map(Value::from),
+            Type::FLOAT4 => row
+                .try_get::<_, Option<f32>>(i)
+                .map_err(get)?
+                .map(|f| Value::from(f64::from(f))),
+            Type::FLOAT8 => row
+                .try_get::<_, Option<f64>>(i)
+                .map_err(get)?
+                .map(Value::from),
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
-                row.try_get::<_, Option<String>>(i).map_err(get)?.map(Value::from)
+                row.try_get::<_, Option<String>>(i)
+                    .map_err(get)?
+                    .map(Value::from)
             }
-            Type::TIMESTAMPTZ => row.try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i).map_err(get)?.map(|d| Value::from(d.to_rfc3339())),
-            Type::TIMESTAMP => row.try_get::<_, Option<chrono::NaiveDateTime>>(i).map_err(get)?.map(|d| Value::from(d.format("%Y-%m-%dT%H:%M:%S%.f").to_string())),
-            Type::DATE => row.try_get::<_, Option<chrono::NaiveDate>>(i).map_err(get)?.map(|d| Value::from(d.to_string())),
+            Type::TIMESTAMPTZ => row
+                .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+                .map_err(get)?
+                .map(|d| Value::from(d.to_rfc3339())),
+            Type::TIMESTAMP => row
+                .try_get::<_, Option<chrono::NaiveDateTime>>(i)
+                .map_err(get)?
+                .map(|d| Value::from(d.format("%Y-%m-%dT%H:%M:%S%.f").to_string())),
+            Type::DATE => row
+                .try_get::<_, Option<chrono::NaiveDate>>(i)
+                .map_err(get)?
+                .map(|d| Value::from(d.to_string())),
             Type::JSON | Type::JSONB => row.try_get::<_, Option<Value>>(i).map_err(get)?,
-            Type::UUID => row.try_get::<_, Option<uuid::Uuid>>(i).map_err(get)?.map(|u| Value::from(u.to_string())),
+            Type::UUID => row
+                .try_get::<_, Option<uuid::Uuid>>(i)
+                .map_err(get)?
+                .map(|u| Value::from(u.to_string())),
             Type::VOID => None,
             _ => return Err(unsupported()),
         };
@@ -209,14 +310,30 @@ pub(super) fn classify(err: &tokio_postgres::Error) -> Failure {
     match err.code() {
         Some(code) => {
             let class = sqlstate(code.code());
-            Failure { class, code: codes::DATABASE.into(), status: None, message: format!("{message} (SQLSTATE {})", code.code()), retry_after: None }
+            Failure {
+                class,
+                code: codes::DATABASE.into(),
+                status: None,
+                message: format!("{message} (SQLSTATE {})", code.code()),
+                retry_after: None,
+            }
         }
         None if err.source().is_some_and(|s| s.is::<std::io::Error>()) || err.is_closed() => {
             Failure::transient(codes::CONNECTION, message)
         }
         None => {
-            let class = if message.contains("error connecting") || message.contains("timed out") { FailureClass::Transient } else { FailureClass::Permanent };
-            Failure { class, code: codes::DATABASE.into(), status: None, message, retry_after: None }
+            let class = if message.contains("error connecting") || message.contains("timed out") {
+                FailureClass::Transient
+            } else {
+                FailureClass::Permanent
+            };
+            Failure {
+                class,
+                code: codes::DATABASE.into(),
+                status: None,
+                message,
+                retry_after: None,
+            }
         }
     }
 }

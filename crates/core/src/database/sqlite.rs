@@ -24,26 +24,50 @@ pub(super) struct Pool {
 
 impl Pool {
     pub(super) fn new(path: &str, base_dir: &Path, def: &DatabaseDef) -> Pool {
-        let path = if path == ":memory:" { PathBuf::from(":memory:") } else { base_dir.join(path) };
+        let path = if path == ":memory:" {
+            PathBuf::from(":memory:")
+        } else {
+            base_dir.join(path)
+        };
         Pool {
-            shared: Arc::new(Shared { path, idle: Mutex::new(Vec::new()), busy_timeout: def.timeout }),
+            shared: Arc::new(Shared {
+                path,
+                idle: Mutex::new(Vec::new()),
+                busy_timeout: def.timeout,
+            }),
             permits: Arc::new(Semaphore::new(def.max_connections as usize)),
         }
     }
 
     pub(super) async fn get(&self) -> Result<Conn, Failure> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Failure::permanent(codes::DATABASE, "pool closed"))?;
-        let idle = self.shared.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::permanent(codes::DATABASE, "pool closed"))?;
+        let idle = self
+            .shared
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let conn = match idle {
             Some(conn) => conn,
             None => {
                 let shared = self.shared.clone();
                 tokio::task::spawn_blocking(move || open(&shared))
                     .await
-                    .map_err(|e| Failure::transient(codes::DATABASE, format!("opening SQLite failed: {e}")))??
+                    .map_err(|e| {
+                        Failure::transient(codes::DATABASE, format!("opening SQLite failed: {e}"))
+                    })??
             }
         };
-        Ok(Conn { conn: Some(conn), shared: self.shared.clone(), _permit: permit })
+        Ok(Conn {
+            conn: Some(conn),
+            shared: self.shared.clone(),
+            _permit: permit,
+        })
     }
 }
 
@@ -69,7 +93,11 @@ pub(super) struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.shared
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
     }
 }
@@ -87,7 +115,9 @@ impl Conn {
         &mut self,
         work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
-        let mut conn = self.conn.take().ok_or_else(|| Failure::permanent(codes::DATABASE, "connection lost after an earlier timeout"))?;
+        let mut conn = self.conn.take().ok_or_else(|| {
+            Failure::permanent(codes::DATABASE, "connection lost after an earlier timeout")
+        })?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = work(&mut conn);
             (conn, result)
@@ -102,8 +132,14 @@ impl Conn {
         let (sql, params) = (sql.to_string(), bind(params)?);
         self.with(move |conn| {
             let mut stmt = conn.prepare(&sql).map_err(classify)?;
-            let names: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
-            let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(classify)?;
+            let names: Vec<String> = stmt
+                .column_names()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params))
+                .map_err(classify)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(classify)? {
                 let mut map = Map::new();
@@ -122,7 +158,9 @@ impl Conn {
         let (sql, params) = (sql.to_string(), bind(params)?);
         self.with(move |conn| {
             let mut stmt = conn.prepare(&sql).map_err(classify)?;
-            let changed = stmt.execute(rusqlite::params_from_iter(params)).map_err(classify)?;
+            let changed = stmt
+                .execute(rusqlite::params_from_iter(params))
+                .map_err(classify)?;
             Ok(changed as u64)
         })
         .await
@@ -134,11 +172,19 @@ impl Conn {
             TxCommand::Commit => "COMMIT",
             TxCommand::Rollback => "ROLLBACK",
         };
-        self.with(move |conn| conn.execute_batch(sql).map_err(classify)).await
+        self.with(move |conn| conn.execute_batch(sql).map_err(classify))
+            .await
     }
 
-    pub(super) async fn call_procedure(&mut self, _procedure: &str, _params: &[Value]) -> Result<Rows, Failure> {
-        Err(Failure::permanent(codes::DATABASE, "SQLite has no stored procedures"))
+    pub(super) async fn call_procedure(
+        &mut self,
+        _procedure: &str,
+        _params: &[Value],
+    ) -> Result<Rows, Failure> {
+        Err(Failure::permanent(
+            codes::DATABASE,
+            "SQLite has no stored procedures",
+        ))
     }
 }
 
@@ -152,7 +198,10 @@ fn bind(params: &[Value]) -> Result<Vec<SqlValue>, Failure> {
                 Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
                 Value::Number(n) => match n.as_i64() {
                     Some(i) => SqlValue::Integer(i),
-                    None => SqlValue::Real(n.as_f64().ok_or_else(|| bad_param(i, "number out of range"))?),
+                    None => SqlValue::Real(
+                        n.as_f64()
+                            .ok_or_else(|| bad_param(i, "number out of range"))?,
+                    ),
                 },
                 other => SqlValue::Text(json_text(other)),
             })
@@ -175,7 +224,13 @@ pub(super) fn classify(err: rusqlite::Error) -> Failure {
     match &err {
         rusqlite::Error::SqliteFailure(e, _) => {
             let class = sqlite_code(e.extended_code & 0xff);
-            Failure { class, code: codes::DATABASE.into(), status: None, message: err.to_string(), retry_after: None }
+            Failure {
+                class,
+                code: codes::DATABASE.into(),
+                status: None,
+                message: err.to_string(),
+                retry_after: None,
+            }
         }
         _ => Failure::permanent(codes::DATABASE, err.to_string()),
     }

@@ -22,7 +22,8 @@ fn sqlite_pool(dir: &Path) -> DatabasePool {
 }
 
 pub(crate) fn pg_url() -> String {
-    std::env::var("SWITCHYARD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SWITCHYARD_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A PostgreSQL pool, or `None` (test skipped) when no server answers outside CI.
@@ -34,15 +35,24 @@ async fn pg_pool(max_connections: u32) -> Option<DatabasePool> {
             Some(pool)
         }
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("PostgreSQL not reachable at {} ({e}); skipped outside CI", pg_url());
+            eprintln!(
+                "PostgreSQL not reachable at {} ({e}); skipped outside CI",
+                pg_url()
+            );
             None
         }
-        Err(e) => panic!("PostgreSQL is required in CI but not reachable at {}: {e}", pg_url()),
+        Err(e) => panic!(
+            "PostgreSQL is required in CI but not reachable at {}: {e}",
+            pg_url()
+        ),
     }
 }
 
 fn table(prefix: &str) -> String {
-    format!("{prefix}_{}", crate::MessageId::new().to_string().replace('-', "")[20..].to_string())
+    format!(
+        "{prefix}_{}",
+        &crate::MessageId::new().to_string().replace('-', "")[20..]
+    )
 }
 
 #[tokio::test]
@@ -54,12 +64,24 @@ async fn sqlite_queries_updates_and_types() {
     let n = conn
         .execute(
             "INSERT INTO events (tank, level, ok, at, note) VALUES (?1, ?2, ?3, ?4, ?5)",
-            &[json!("T-101"), json!(91.5), json!(true), json!("2026-11-28T11:00:00Z"), Value::Null],
+            &[
+                json!("T-101"),
+                json!(91.5),
+                json!(true),
+                json!("2026-11-28T11:00:00Z"),
+                Value::Null,
+            ],
         )
         .await
         .unwrap();
     assert_eq!(n, 1);
-    let rows = conn.query("SELECT tank, level, ok, at, note FROM events WHERE tank = ?1", &[json!("T-101")]).await.unwrap();
+    let rows = conn
+        .query(
+            "SELECT tank, level, ok, at, note FROM events WHERE tank = ?1",
+            &[json!("T-101")],
+        )
+        .await
+        .unwrap();
     assert_eq!(rows, vec![json!({"tank": "T-101", "level": 91.5, "ok": 1, "at": "2026-11-28T11:00:00Z", "note": null}).as_object().unwrap().clone()]);
     conn.close().await;
 }
@@ -69,7 +91,9 @@ async fn sqlite_transactions_commit_roll_back_and_close_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let pool = sqlite_pool(dir.path());
     let mut conn = pool.connect(None).await.unwrap();
-    conn.execute("CREATE TABLE t (v INTEGER)", &[]).await.unwrap();
+    conn.execute("CREATE TABLE t (v INTEGER)", &[])
+        .await
+        .unwrap();
     conn.begin().await.unwrap();
     conn.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     conn.rollback().await.unwrap();
@@ -79,8 +103,17 @@ async fn sqlite_transactions_commit_roll_back_and_close_rolls_back() {
     conn.begin().await.unwrap();
     conn.execute("INSERT INTO t VALUES (3)", &[]).await.unwrap();
     conn.close().await; // never committed
-    let rows = pool.connect(None).await.unwrap().query("SELECT v FROM t ORDER BY v", &[]).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r["v"].clone()).collect::<Vec<_>>(), vec![json!(2)]);
+    let rows = pool
+        .connect(None)
+        .await
+        .unwrap()
+        .query("SELECT v FROM t ORDER BY v", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r["v"].clone()).collect::<Vec<_>>(),
+        vec![json!(2)]
+    );
 }
 
 #[tokio::test]
@@ -88,10 +121,21 @@ async fn sqlite_errors_are_permanent_and_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let pool = sqlite_pool(dir.path());
     let mut conn = pool.connect(None).await.unwrap();
-    let err = conn.execute("INSERT INTO nowhere VALUES (1)", &[]).await.unwrap_err();
+    let err = conn
+        .execute("INSERT INTO nowhere VALUES (1)", &[])
+        .await
+        .unwrap_err();
     assert_eq!(err.class, FailureClass::Permanent);
-    assert!(err.message.contains("no such table: nowhere"), "{}", err.message);
-    assert!(err.message.starts_with("database `Historian`"), "{}", err.message);
+    assert!(
+        err.message.contains("no such table: nowhere"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.starts_with("database `Historian`"),
+        "{}",
+        err.message
+    );
     let err = conn.commit().await.unwrap_err();
     assert!(err.message.contains("Commit without Begin"));
     let err = conn.call_procedure("p", &[]).await.unwrap_err();
@@ -105,13 +149,34 @@ async fn postgres_round_trip_with_inferred_parameter_types() {
     let mut conn = pool.connect(None).await.unwrap();
     conn.execute(&format!("CREATE TABLE {t} (id serial, tank text, level float8, n int4, ok bool, at timestamptz, day date, doc jsonb)"), &[]).await.unwrap();
     conn.execute(
-        &format!("INSERT INTO {t} (tank, level, n, ok, at, day, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-        &[json!("T-101"), json!(3), json!(7), json!(false), json!("2026-11-28T11:00:00+01:00"), json!("2026-11-28"), json!({"k": [1, 2]})],
+        &format!(
+            "INSERT INTO {t} (tank, level, n, ok, at, day, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ),
+        &[
+            json!("T-101"),
+            json!(3),
+            json!(7),
+            json!(false),
+            json!("2026-11-28T11:00:00+01:00"),
+            json!("2026-11-28"),
+            json!({"k": [1, 2]}),
+        ],
     )
     .await
     .unwrap();
-    conn.execute(&format!("INSERT INTO {t} (tank) VALUES ($1)"), &[Value::Null]).await.unwrap();
-    let rows = conn.query(&format!("SELECT tank, level, n, ok, at, day, doc FROM {t} ORDER BY id"), &[]).await.unwrap();
+    conn.execute(
+        &format!("INSERT INTO {t} (tank) VALUES ($1)"),
+        &[Value::Null],
+    )
+    .await
+    .unwrap();
+    let rows = conn
+        .query(
+            &format!("SELECT tank, level, n, ok, at, day, doc FROM {t} ORDER BY id"),
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(rows[0]["tank"], json!("T-101"));
     assert_eq!(rows[0]["level"], json!(3.0));
     assert_eq!(rows[0]["n"], json!(7));
@@ -120,8 +185,18 @@ async fn postgres_round_trip_with_inferred_parameter_types() {
     assert_eq!(rows[0]["day"], json!("2026-11-28"));
     assert_eq!(rows[0]["doc"], json!({"k": [1, 2]}));
     assert_eq!(rows[1]["tank"], Value::Null);
-    let err = conn.query(&format!("SELECT 1 FROM {t} WHERE n = $1"), &[json!("seven")]).await.unwrap_err();
-    assert!(err.message.contains("parameter 1: expected an integer"), "{}", err.message);
+    let err = conn
+        .query(
+            &format!("SELECT 1 FROM {t} WHERE n = $1"),
+            &[json!("seven")],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("parameter 1: expected an integer"),
+        "{}",
+        err.message
+    );
     conn.execute(&format!("DROP TABLE {t}"), &[]).await.unwrap();
     conn.close().await;
 }
@@ -131,20 +206,37 @@ async fn postgres_transactions_and_rollback_at_close() {
     let Some(pool) = pg_pool(2).await else { return };
     let t = table("sy_tx");
     let mut conn = pool.connect(None).await.unwrap();
-    conn.execute(&format!("CREATE TABLE {t} (v int4)"), &[]).await.unwrap();
+    conn.execute(&format!("CREATE TABLE {t} (v int4)"), &[])
+        .await
+        .unwrap();
     conn.begin().await.unwrap();
-    conn.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[json!(1)]).await.unwrap();
+    conn.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[json!(1)])
+        .await
+        .unwrap();
     conn.rollback().await.unwrap();
     conn.begin().await.unwrap();
-    conn.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[json!(2)]).await.unwrap();
+    conn.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[json!(2)])
+        .await
+        .unwrap();
     conn.commit().await.unwrap();
     conn.begin().await.unwrap();
-    conn.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[json!(3)]).await.unwrap();
+    conn.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[json!(3)])
+        .await
+        .unwrap();
     conn.close().await;
     let mut check = pool.connect(None).await.unwrap();
-    let rows = check.query(&format!("SELECT v FROM {t} ORDER BY v"), &[]).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r["v"].clone()).collect::<Vec<_>>(), vec![json!(2)]);
-    check.execute(&format!("DROP TABLE {t}"), &[]).await.unwrap();
+    let rows = check
+        .query(&format!("SELECT v FROM {t} ORDER BY v"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r["v"].clone()).collect::<Vec<_>>(),
+        vec![json!(2)]
+    );
+    check
+        .execute(&format!("DROP TABLE {t}"), &[])
+        .await
+        .unwrap();
     check.close().await;
 }
 
@@ -153,19 +245,46 @@ async fn postgres_procedures_and_functions() {
     let Some(pool) = pg_pool(2).await else { return };
     let t = table("sy_proc");
     let mut conn = pool.connect(None).await.unwrap();
-    conn.execute(&format!("CREATE TABLE {t} (tank text, level float8)"), &[]).await.unwrap();
+    conn.execute(&format!("CREATE TABLE {t} (tank text, level float8)"), &[])
+        .await
+        .unwrap();
     conn.execute(&format!("CREATE PROCEDURE {t}_log(p_tank text, p_level float8) LANGUAGE sql AS $$ INSERT INTO {t} VALUES (p_tank, p_level) $$"), &[]).await.unwrap();
     conn.execute(&format!("CREATE FUNCTION {t}_above(p_level float8) RETURNS TABLE(tank text, level float8) LANGUAGE sql AS $$ SELECT tank, level FROM {t} WHERE level > p_level $$"), &[]).await.unwrap();
-    conn.call_procedure(&format!("{t}_log"), &[json!("T-1"), json!(95.0)]).await.unwrap();
-    conn.call_procedure(&format!("{t}_log"), &[json!("T-2"), json!(10.0)]).await.unwrap();
-    let rows = conn.call_procedure(&format!("{t}_above"), &[json!(50)]).await.unwrap();
-    assert_eq!(rows, vec![json!({"tank": "T-1", "level": 95.0}).as_object().unwrap().clone()]);
-    let err = conn.call_procedure("surely_no_such_proc", &[]).await.unwrap_err();
+    conn.call_procedure(&format!("{t}_log"), &[json!("T-1"), json!(95.0)])
+        .await
+        .unwrap();
+    conn.call_procedure(&format!("{t}_log"), &[json!("T-2"), json!(10.0)])
+        .await
+        .unwrap();
+    let rows = conn
+        .call_procedure(&format!("{t}_above"), &[json!(50)])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            json!({"tank": "T-1", "level": 95.0})
+                .as_object()
+                .unwrap()
+                .clone()
+        ]
+    );
+    let err = conn
+        .call_procedure("surely_no_such_proc", &[])
+        .await
+        .unwrap_err();
     assert!(err.message.contains("no procedure or function named"));
-    let err = conn.call_procedure("x; DROP TABLE y", &[]).await.unwrap_err();
+    let err = conn
+        .call_procedure("x; DROP TABLE y", &[])
+        .await
+        .unwrap_err();
     assert!(err.message.contains("not a valid procedure name"));
-    conn.execute(&format!("DROP FUNCTION {t}_above"), &[]).await.unwrap();
-    conn.execute(&format!("DROP PROCEDURE {t}_log"), &[]).await.unwrap();
+    conn.execute(&format!("DROP FUNCTION {t}_above"), &[])
+        .await
+        .unwrap();
+    conn.execute(&format!("DROP PROCEDURE {t}_log"), &[])
+        .await
+        .unwrap();
     conn.execute(&format!("DROP TABLE {t}"), &[]).await.unwrap();
     conn.close().await;
 }
@@ -178,9 +297,16 @@ async fn postgres_errors_are_classified() {
     let err = conn.execute("SELEKT 1", &[]).await.unwrap_err();
     assert_eq!(err.class, FailureClass::Permanent);
     assert!(err.message.contains("SQLSTATE 42601"), "{}", err.message);
-    conn.execute(&format!("CREATE TABLE {t} (id int4 PRIMARY KEY)"), &[]).await.unwrap();
-    conn.execute(&format!("INSERT INTO {t} VALUES (1)"), &[]).await.unwrap();
-    let err = conn.execute(&format!("INSERT INTO {t} VALUES (1)"), &[]).await.unwrap_err();
+    conn.execute(&format!("CREATE TABLE {t} (id int4 PRIMARY KEY)"), &[])
+        .await
+        .unwrap();
+    conn.execute(&format!("INSERT INTO {t} VALUES (1)"), &[])
+        .await
+        .unwrap();
+    let err = conn
+        .execute(&format!("INSERT INTO {t} VALUES (1)"), &[])
+        .await
+        .unwrap_err();
     assert_eq!(err.class, FailureClass::Permanent);
     assert!(err.message.contains("23505"), "{}", err.message);
     conn.execute(&format!("DROP TABLE {t}"), &[]).await.unwrap();
@@ -192,16 +318,26 @@ async fn an_unreachable_postgres_is_transient() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let pool = DatabasePool::open("down", &def(format!("postgres://postgres@127.0.0.1:{port}/test"), 1), Path::new(".")).unwrap();
+    let pool = DatabasePool::open(
+        "down",
+        &def(format!("postgres://postgres@127.0.0.1:{port}/test"), 1),
+        Path::new("."),
+    )
+    .unwrap();
     let err = pool.connect(None).await.unwrap_err();
     assert_eq!(err.class, FailureClass::Transient, "{err:?}");
-    assert!(err.message.starts_with("database `down`"), "{}", err.message);
+    assert!(
+        err.message.starts_with("database `down`"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
 async fn pool_size_bounds_concurrent_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = DatabasePool::open("Historian", &def("sqlite://h.db".into(), 2), dir.path()).unwrap();
+    let pool =
+        DatabasePool::open("Historian", &def("sqlite://h.db".into(), 2), dir.path()).unwrap();
     let a = pool.connect(None).await.unwrap();
     let _b = pool.connect(None).await.unwrap();
     let third = tokio::time::timeout(Duration::from_millis(200), pool.connect(None)).await;

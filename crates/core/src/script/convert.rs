@@ -13,7 +13,12 @@ pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
 /// rhai → JSON. Values with no JSON form (function pointers, custom types) are an
 /// error naming their type.
 pub fn from_dynamic(value: &Dynamic) -> Result<serde_json::Value, String> {
-    rhai::serde::from_dynamic::<serde_json::Value>(value).map_err(|_| format!("a value of type `{}` cannot be converted to JSON", value.type_name()))
+    rhai::serde::from_dynamic::<serde_json::Value>(value).map_err(|_| {
+        format!(
+            "a value of type `{}` cannot be converted to JSON",
+            value.type_name()
+        )
+    })
 }
 
 /// The map scripts catch: `#{class, code, status, message}` (SPEC §4).
@@ -21,14 +26,22 @@ pub fn failure_map(failure: &Failure) -> Map {
     let mut map = Map::new();
     map.insert("class".into(), failure.class.as_str().into());
     map.insert("code".into(), failure.code.clone().into());
-    map.insert("status".into(), failure.status.map_or(Dynamic::UNIT, |s| Dynamic::from_int(i64::from(s))));
+    map.insert(
+        "status".into(),
+        failure
+            .status
+            .map_or(Dynamic::UNIT, |s| Dynamic::from_int(i64::from(s))),
+    );
     map.insert("message".into(), failure.message.clone().into());
     map
 }
 
 /// A failure as a catchable rhai error.
 pub fn failure_error(failure: &Failure) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from_map(failure_map(failure)), Position::NONE))
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from_map(failure_map(failure)),
+        Position::NONE,
+    ))
 }
 
 /// Reads back a failure map thrown (or re-thrown) by a script.
@@ -40,9 +53,21 @@ pub(super) fn failure_from_dynamic(value: &Dynamic) -> Option<Failure> {
         _ => return None,
     };
     let code = map.get("code")?.clone().into_string().ok()?;
-    let message = map.get("message").and_then(|m| m.clone().into_string().ok()).unwrap_or_default();
-    let status = map.get("status").and_then(|s| s.as_int().ok()).and_then(|s| u16::try_from(s).ok());
-    Some(Failure { class, code, status, message, retry_after: None })
+    let message = map
+        .get("message")
+        .and_then(|m| m.clone().into_string().ok())
+        .unwrap_or_default();
+    let status = map
+        .get("status")
+        .and_then(|s| s.as_int().ok())
+        .and_then(|s| u16::try_from(s).ok());
+    Some(Failure {
+        class,
+        code,
+        status,
+        message,
+        retry_after: None,
+    })
 }
 
 #[cfg(test)]
@@ -61,7 +86,9 @@ mod tests {
     fn failures_round_trip_through_the_script_map() {
         let f = Failure::transient(codes::HTTP_STATUS, "HTTP 503").with_status(503);
         let err = failure_error(&f);
-        let EvalAltResult::ErrorRuntime(value, _) = *err else { panic!() };
+        let EvalAltResult::ErrorRuntime(value, _) = *err else {
+            panic!()
+        };
         assert_eq!(failure_from_dynamic(&value), Some(f));
         assert_eq!(failure_from_dynamic(&Dynamic::from("just a string")), None);
     }

@@ -79,7 +79,9 @@ impl Drop for NestedCall {
 pub fn enter_nested_call() -> Result<NestedCall, String> {
     NESTING.with(|n| {
         if n.get() >= MAX_NESTED_SCRIPTS {
-            Err(format!("scripts nested more than {MAX_NESTED_SCRIPTS} deep (script calls itself?)"))
+            Err(format!(
+                "scripts nested more than {MAX_NESTED_SCRIPTS} deep (script calls itself?)"
+            ))
         } else {
             n.set(n.get() + 1);
             Ok(NestedCall(()))
@@ -117,9 +119,13 @@ pub fn new_engine(limits: &ScriptLimits, register: impl FnOnce(&mut Engine)) -> 
         }
     });
     // Wall-clock time for DateTime values (rhai itself only has monotonic timestamps).
-    engine.register_fn("now_utc", || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    engine.register_fn("now_utc", || {
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    });
     engine.on_print(|text| tracing::info!(target: "switchyard::script", "{text}"));
-    engine.on_debug(|text, source, pos| tracing::debug!(target: "switchyard::script", source, %pos, "{text}"));
+    engine.on_debug(
+        |text, source, pos| tracing::debug!(target: "switchyard::script", source, %pos, "{text}"),
+    );
     register(&mut engine);
     engine
 }
@@ -140,7 +146,12 @@ pub fn compile(engine: &Engine, script: &ScriptSource) -> Result<AST, CompileErr
             } else {
                 message
             };
-            Err(CompileError { file: script.path.clone(), line: e.1.line().unwrap_or(1), column: e.1.position().unwrap_or(1), message })
+            Err(CompileError {
+                file: script.path.clone(),
+                line: e.1.line().unwrap_or(1),
+                column: e.1.position().unwrap_or(1),
+                message,
+            })
         }
     }
 }
@@ -150,7 +161,10 @@ mod tests {
     use super::*;
 
     fn source(text: &str) -> ScriptSource {
-        ScriptSource { path: "scripts/x.rhai".into(), source: text.into() }
+        ScriptSource {
+            path: "scripts/x.rhai".into(),
+            source: text.into(),
+        }
     }
 
     #[test]
@@ -178,7 +192,10 @@ mod tests {
         let started = Instant::now();
         let err = engine.eval_ast::<Dynamic>(&ast).unwrap_err();
         set_deadline(None);
-        assert!(matches!(*err, rhai::EvalAltResult::ErrorTerminated(..)), "{err}");
+        assert!(
+            matches!(*err, rhai::EvalAltResult::ErrorTerminated(..)),
+            "{err}"
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
@@ -186,7 +203,11 @@ mod tests {
     fn sandbox_limits_hold() {
         // Smaller sizes than the defaults keep this quick: rhai re-checks a container's
         // size on every growth, so filling one to the limit costs quadratic time.
-        let limits = ScriptLimits { max_array_size: 2_000, max_string_size: 1 << 16, ..ScriptLimits::default() };
+        let limits = ScriptLimits {
+            max_array_size: 2_000,
+            max_string_size: 1 << 16,
+            ..ScriptLimits::default()
+        };
         let engine = new_engine(&limits, |_| {});
         for (text, needle) in [
             ("let s = \"x\"; loop { s += s; }", "Length of string"),

@@ -18,7 +18,11 @@ pub struct CompileError {
 
 impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -59,22 +63,33 @@ impl ScriptError {
     pub fn from_eval(err: &EvalAltResult, budget: Duration) -> ScriptError {
         match err {
             EvalAltResult::ErrorTerminated(..) => ScriptError::Timeout { budget },
-            EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+            | EvalAltResult::ErrorInModule(_, inner, _) => {
                 match ScriptError::from_eval(inner, budget) {
-                    ScriptError::Runtime { .. } => ScriptError::Runtime { message: err.to_string() },
+                    ScriptError::Runtime { .. } => ScriptError::Runtime {
+                        message: err.to_string(),
+                    },
                     other => other,
                 }
             }
-            EvalAltResult::ErrorRuntime(value, _) => match super::convert::failure_from_dynamic(value) {
-                Some(failure) => ScriptError::Failure(failure),
-                None => ScriptError::Runtime { message: err.to_string() },
-            },
+            EvalAltResult::ErrorRuntime(value, _) => {
+                match super::convert::failure_from_dynamic(value) {
+                    Some(failure) => ScriptError::Failure(failure),
+                    None => ScriptError::Runtime {
+                        message: err.to_string(),
+                    },
+                }
+            }
             EvalAltResult::ErrorTooManyOperations(_)
             | EvalAltResult::ErrorTooManyVariables(_)
             | EvalAltResult::ErrorTooManyModules(_)
             | EvalAltResult::ErrorStackOverflow(_)
-            | EvalAltResult::ErrorDataTooLarge(..) => ScriptError::Limit { message: err.to_string() },
-            _ => ScriptError::Runtime { message: err.to_string() },
+            | EvalAltResult::ErrorDataTooLarge(..) => ScriptError::Limit {
+                message: err.to_string(),
+            },
+            _ => ScriptError::Runtime {
+                message: err.to_string(),
+            },
         }
     }
 
@@ -84,7 +99,9 @@ impl ScriptError {
             ScriptError::Failure(f) => f.clone(),
             ScriptError::Timeout { .. } => Failure::transient(codes::TIMEOUT, self.to_string()),
             ScriptError::Overloaded => Failure::transient(codes::OVERLOADED, self.to_string()),
-            ScriptError::Limit { .. } | ScriptError::Runtime { .. } => Failure::permanent(codes::SCRIPT_ERROR, self.to_string()),
+            ScriptError::Limit { .. } | ScriptError::Runtime { .. } => {
+                Failure::permanent(codes::SCRIPT_ERROR, self.to_string())
+            }
         }
     }
 }

@@ -56,9 +56,15 @@ impl ScriptPool {
     pub fn new(name: &str, threads: usize, queue: usize) -> ScriptPool {
         let (external, external_rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
         let (internal, internal_rx) = crossbeam_channel::unbounded::<Job>();
-        let shared = Arc::new(Shared { name: name.to_string(), queued: AtomicUsize::new(0), busy: AtomicUsize::new(0), threads: threads.max(1) });
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            queued: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            threads: threads.max(1),
+        });
         for i in 0..shared.threads {
-            let (external_rx, internal_rx, shared) = (external_rx.clone(), internal_rx.clone(), shared.clone());
+            let (external_rx, internal_rx, shared) =
+                (external_rx.clone(), internal_rx.clone(), shared.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("{name}-script-{i}"))
                 .stack_size(8 << 20)
@@ -67,12 +73,20 @@ impl ScriptPool {
                 tracing::error!(pool = name, error = %e, "cannot start a script thread");
             }
         }
-        ScriptPool { external, internal, shared }
+        ScriptPool {
+            external,
+            internal,
+            shared,
+        }
     }
 
     /// Queues `job` to run with `deadline` on a script thread; refuses at once when the
     /// queue is full. The returned future resolves to the job's result.
-    pub fn submit<T, F>(&self, deadline: Deadline, job: F) -> Result<impl Future<Output = Result<T, PoolClosed>> + Send + 'static, Overloaded>
+    pub fn submit<T, F>(
+        &self,
+        deadline: Deadline,
+        job: F,
+    ) -> Result<impl Future<Output = Result<T, PoolClosed>> + Send + 'static, Overloaded>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -105,7 +119,12 @@ impl ScriptPool {
         self.publish();
     }
 
-    fn job<T, F>(&self, deadline: Option<Deadline>, job: F, tx: tokio::sync::oneshot::Sender<T>) -> Job
+    fn job<T, F>(
+        &self,
+        deadline: Option<Deadline>,
+        job: F,
+        tx: tokio::sync::oneshot::Sender<T>,
+    ) -> Job
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -140,8 +159,10 @@ impl ScriptPool {
 }
 
 fn publish(shared: &Shared) {
-    metrics::gauge!("switchyard_script_queue", "pool" => shared.name.clone()).set(shared.queued.load(Ordering::Relaxed) as f64);
-    metrics::gauge!("switchyard_script_busy", "pool" => shared.name.clone()).set(shared.busy.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("switchyard_script_queue", "pool" => shared.name.clone())
+        .set(shared.queued.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("switchyard_script_busy", "pool" => shared.name.clone())
+        .set(shared.busy.load(Ordering::Relaxed) as f64);
 }
 
 fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
@@ -188,8 +209,13 @@ mod tests {
         while pool.busy() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let second = pool.submit(Deadline::after(Duration::from_secs(5)), || 2).unwrap();
-        assert!(matches!(pool.submit(Deadline::after(Duration::from_secs(5)), || 3), Err(Overloaded)));
+        let second = pool
+            .submit(Deadline::after(Duration::from_secs(5)), || 2)
+            .unwrap();
+        assert!(matches!(
+            pool.submit(Deadline::after(Duration::from_secs(5)), || 3),
+            Err(Overloaded)
+        ));
         gate.wait();
         assert_eq!(first.await.unwrap().as_deref(), Some("t-script-0"));
         assert_eq!(second.await.unwrap(), 2);
@@ -199,16 +225,27 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_does_not_kill_the_thread() {
         let pool = ScriptPool::new("p", 1, 4);
-        let boom = pool.submit(Deadline::after(Duration::from_secs(5)), || -> u8 { panic!("binding bug") }).unwrap();
+        let boom = pool
+            .submit(Deadline::after(Duration::from_secs(5)), || -> u8 {
+                panic!("binding bug")
+            })
+            .unwrap();
         assert_eq!(boom.await, Err(PoolClosed));
-        let after = pool.submit(Deadline::after(Duration::from_secs(5)), || 7).unwrap();
+        let after = pool
+            .submit(Deadline::after(Duration::from_secs(5)), || 7)
+            .unwrap();
         assert_eq!(after.await.unwrap(), 7);
     }
 
     #[tokio::test]
     async fn the_deadline_is_visible_to_the_job() {
         let pool = ScriptPool::new("d", 1, 4);
-        let seen = pool.submit(Deadline::after(Duration::from_secs(5)), super::super::engine::current_deadline).unwrap();
+        let seen = pool
+            .submit(
+                Deadline::after(Duration::from_secs(5)),
+                super::super::engine::current_deadline,
+            )
+            .unwrap();
         assert!(seen.await.unwrap().is_some());
     }
 }

@@ -77,12 +77,20 @@ fn default_true() -> bool {
 impl ParamDef {
     /// A parameter that must be present.
     pub fn required(name: impl Into<String>, ty: Type) -> Self {
-        ParamDef { name: name.into(), ty, required: true }
+        ParamDef {
+            name: name.into(),
+            ty,
+            required: true,
+        }
     }
 
     /// A parameter that may be absent or `null`.
     pub fn optional(name: impl Into<String>, ty: Type) -> Self {
-        ParamDef { name: name.into(), ty, required: false }
+        ParamDef {
+            name: name.into(),
+            ty,
+            required: false,
+        }
     }
 }
 

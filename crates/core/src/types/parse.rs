@@ -18,22 +18,34 @@ pub struct TypeParseError {
 
 impl fmt::Display for TypeParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid type at column {}: {}", self.column, self.message)
+        write!(
+            f,
+            "invalid type at column {}: {}",
+            self.column, self.message
+        )
     }
 }
 
 impl std::error::Error for TypeParseError {}
 
 pub(super) fn parse(text: &str) -> Result<Type, TypeParseError> {
-    let mut parser = Parser { chars: text.char_indices().collect(), pos: 0 };
+    let mut parser = Parser {
+        chars: text.char_indices().collect(),
+        pos: 0,
+    };
     parser.skip_ws();
     if parser.at_end() {
-        return Err(parser.error("empty type; expected one of Boolean, Integer, Float, String, DateTime, List, Object"));
+        return Err(parser.error(
+            "empty type; expected one of Boolean, Integer, Float, String, DateTime, List, Object",
+        ));
     }
     let ty = parser.parse_type(0)?;
     parser.skip_ws();
     if !parser.at_end() {
-        return Err(parser.error(format!("unexpected `{}` after the end of the type", parser.rest())));
+        return Err(parser.error(format!(
+            "unexpected `{}` after the end of the type",
+            parser.rest()
+        )));
     }
     Ok(ty)
 }
@@ -53,11 +65,18 @@ impl Parser {
     }
 
     fn rest(&self) -> String {
-        self.chars[self.pos.min(self.chars.len())..].iter().map(|&(_, c)| c).take(20).collect()
+        self.chars[self.pos.min(self.chars.len())..]
+            .iter()
+            .map(|&(_, c)| c)
+            .take(20)
+            .collect()
     }
 
     fn error(&self, message: impl Into<String>) -> TypeParseError {
-        TypeParseError { column: self.pos + 1, message: message.into() }
+        TypeParseError {
+            column: self.pos + 1,
+            message: message.into(),
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -114,7 +133,10 @@ impl Parser {
                 if self.eat('<') {
                     let inner = self.parse_type(depth + 1)?;
                     if !self.eat('>') {
-                        return Err(self.error(format!("expected `>` to close `List<`, found {}", self.describe_next())));
+                        return Err(self.error(format!(
+                            "expected `>` to close `List<`, found {}",
+                            self.describe_next()
+                        )));
                     }
                     Type::List(Some(Box::new(inner)))
                 } else {
@@ -155,7 +177,10 @@ impl Parser {
             let name_at = self.pos;
             let name = self.ident();
             if name.is_empty() {
-                return Err(self.error(format!("expected a field name or `}}`, found {}", self.describe_next())));
+                return Err(self.error(format!(
+                    "expected a field name or `}}`, found {}",
+                    self.describe_next()
+                )));
             }
             if fields.iter().any(|f| f.name == name) {
                 self.pos = name_at;
@@ -163,7 +188,10 @@ impl Parser {
             }
             let optional = self.eat('?');
             if !self.eat(':') {
-                return Err(self.error(format!("expected `:` after field `{name}`, found {}", self.describe_next())));
+                return Err(self.error(format!(
+                    "expected `:` after field `{name}`, found {}",
+                    self.describe_next()
+                )));
             }
             let ty = self.parse_type(depth + 1)?;
             fields.push(Field { name, ty, optional });
@@ -173,7 +201,10 @@ impl Parser {
             if self.eat('}') {
                 return Ok(fields);
             }
-            return Err(self.error(format!("expected `,` or `}}` in Object, found {}", self.describe_next())));
+            return Err(self.error(format!(
+                "expected `,` or `}}` in Object, found {}",
+                self.describe_next()
+            )));
         }
     }
 }

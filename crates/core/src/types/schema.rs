@@ -42,7 +42,11 @@ impl Type {
 pub fn params_schema(params: &[ParamDef]) -> Value {
     let fields = params
         .iter()
-        .map(|p| super::Field { name: p.name.clone(), ty: p.ty.clone(), optional: !p.required })
+        .map(|p| super::Field {
+            name: p.name.clone(),
+            ty: p.ty.clone(),
+            optional: !p.required,
+        })
         .collect();
     Type::Object(Some(fields)).json_schema()
 }
@@ -57,7 +61,10 @@ mod tests {
         let schema = ty.json_schema();
         assert_eq!(schema["required"], json!(["level", "at"]));
         assert_eq!(schema["properties"]["unit"]["nullable"], json!(true));
-        assert_eq!(schema["properties"]["at"]["items"]["format"], json!("date-time"));
+        assert_eq!(
+            schema["properties"]["at"]["items"]["format"],
+            json!("date-time")
+        );
         assert_eq!(schema["additionalProperties"], json!(false));
     }
 }

@@ -45,7 +45,10 @@ struct Fail<'a> {
 
 impl<'a> Fail<'a> {
     fn new(reason: String) -> Self {
-        Fail { segs: Vec::new(), reason }
+        Fail {
+            segs: Vec::new(),
+            reason,
+        }
     }
 
     fn at(mut self, seg: Seg<'a>) -> Self {
@@ -68,18 +71,29 @@ impl<'a> Fail<'a> {
                 Seg::Index(i) => path.push_str(&format!("[{i}]")),
             }
         }
-        ValidationError { path, reason: self.reason }
+        ValidationError {
+            path,
+            reason: self.reason,
+        }
     }
 }
 
 fn is_plain_key(key: &str) -> bool {
-    !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Type {
     /// Checks `value` against this type. `root` names the value in the error path
     /// (`"result"`, an attribute name, …).
-    pub fn validate(&self, root: &str, value: &Value, strictness: Strictness) -> Result<(), ValidationError> {
+    pub fn validate(
+        &self,
+        root: &str,
+        value: &Value,
+        strictness: Strictness,
+    ) -> Result<(), ValidationError> {
         check(self, value, strictness).map_err(|fail| fail.into_error(root))
     }
 }
@@ -101,9 +115,11 @@ pub fn validate_params(defs: &[ParamDef], body: &Value) -> Result<(), Validation
                 matched += usize::from(map.contains_key(&def.name));
             }
             None => {
-                return Err(Fail::new(format!("required parameter of type {} is missing", def.ty))
-                    .at(Seg::Key(&def.name))
-                    .into_error("params"));
+                return Err(
+                    Fail::new(format!("required parameter of type {} is missing", def.ty))
+                        .at(Seg::Key(&def.name))
+                        .into_error("params"),
+                );
             }
             Some(value) => {
                 matched += 1;
@@ -112,10 +128,12 @@ pub fn validate_params(defs: &[ParamDef], body: &Value) -> Result<(), Validation
             }
         }
     }
-    if map.len() > matched {
-        if let Some(extra) = map.keys().find(|k| !defs.iter().any(|d| &d.name == *k)) {
-            return Err(Fail::new("unknown parameter".into()).at(Seg::Key(extra)).into_error("params"));
-        }
+    if map.len() > matched
+        && let Some(extra) = map.keys().find(|k| !defs.iter().any(|d| &d.name == *k))
+    {
+        return Err(Fail::new("unknown parameter".into())
+            .at(Seg::Key(extra))
+            .into_error("params"));
     }
     Ok(())
 }
@@ -124,14 +142,17 @@ fn check<'a>(ty: &Type, value: &'a Value, strictness: Strictness) -> Result<(), 
     match (ty, value) {
         (Type::Boolean, Value::Bool(_)) => Ok(()),
         (Type::Integer, Value::Number(n)) if n.is_i64() => Ok(()),
-        (Type::Integer, Value::Number(n)) if n.is_u64() => {
-            Err(Fail::new(format!("Integer {n} is out of range (must fit in a signed 64-bit integer)")))
-        }
+        (Type::Integer, Value::Number(n)) if n.is_u64() => Err(Fail::new(format!(
+            "Integer {n} is out of range (must fit in a signed 64-bit integer)"
+        ))),
         (Type::Float, Value::Number(_)) => Ok(()),
         (Type::String, Value::String(_)) => Ok(()),
         (Type::DateTime, Value::String(s)) => match chrono::DateTime::parse_from_rfc3339(s) {
             Ok(_) => Ok(()),
-            Err(_) => Err(Fail::new(format!("expected DateTime (RFC 3339), found {}", describe(value)))),
+            Err(_) => Err(Fail::new(format!(
+                "expected DateTime (RFC 3339), found {}",
+                describe(value)
+            ))),
         },
         (Type::List(None), Value::Array(_)) => Ok(()),
         (Type::List(Some(inner)), Value::Array(items)) => {
@@ -142,11 +163,19 @@ fn check<'a>(ty: &Type, value: &'a Value, strictness: Strictness) -> Result<(), 
         }
         (Type::Object(None), Value::Object(_)) => Ok(()),
         (Type::Object(Some(fields)), Value::Object(map)) => check_fields(fields, map, strictness),
-        (expected, found) => Err(Fail::new(format!("expected {}, found {}", expected_name(expected), describe(found)))),
+        (expected, found) => Err(Fail::new(format!(
+            "expected {}, found {}",
+            expected_name(expected),
+            describe(found)
+        ))),
     }
 }
 
-fn check_fields<'a>(fields: &[Field], map: &'a Map<String, Value>, strictness: Strictness) -> Result<(), Fail<'a>> {
+fn check_fields<'a>(
+    fields: &[Field],
+    map: &'a Map<String, Value>,
+    strictness: Strictness,
+) -> Result<(), Fail<'a>> {
     let mut matched = 0;
     for field in fields {
         // `get_key_value` hands back the key with the value's lifetime for the path.
@@ -155,7 +184,10 @@ fn check_fields<'a>(fields: &[Field], map: &'a Map<String, Value>, strictness: S
                 matched += usize::from(map.contains_key(&field.name));
             }
             None => {
-                return Err(Fail::new(format!("required field `{}` of type {} is missing", field.name, field.ty)));
+                return Err(Fail::new(format!(
+                    "required field `{}` of type {} is missing",
+                    field.name, field.ty
+                )));
             }
             Some((key, value)) => {
                 matched += 1;
@@ -163,10 +195,11 @@ fn check_fields<'a>(fields: &[Field], map: &'a Map<String, Value>, strictness: S
             }
         }
     }
-    if strictness == Strictness::Exact && map.len() > matched {
-        if let Some(extra) = map.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
-            return Err(Fail::new("unknown field".into()).at(Seg::Key(extra)));
-        }
+    if strictness == Strictness::Exact
+        && map.len() > matched
+        && let Some(extra) = map.keys().find(|k| !fields.iter().any(|f| &f.name == *k))
+    {
+        return Err(Fail::new("unknown field".into()).at(Seg::Key(extra)));
     }
     Ok(())
 }
@@ -213,7 +246,11 @@ mod tests {
 
     fn params(defs: &[(&str, &str, bool)]) -> Vec<ParamDef> {
         defs.iter()
-            .map(|(n, t, required)| ParamDef { name: n.to_string(), ty: ty(t), required: *required })
+            .map(|(n, t, required)| ParamDef {
+                name: n.to_string(),
+                ty: ty(t),
+                required: *required,
+            })
             .collect()
     }
 
@@ -235,25 +272,74 @@ mod tests {
             ("Object{a: Integer, b?: String}", json!({"a": 1, "b": null})),
         ];
         for (t, v) in ok {
-            ty(t).validate("v", v, Strictness::Exact).unwrap_or_else(|e| panic!("{t} {v}: {e}"));
+            ty(t)
+                .validate("v", v, Strictness::Exact)
+                .unwrap_or_else(|e| panic!("{t} {v}: {e}"));
         }
         let bad: &[(&str, Value, &str)] = &[
-            ("Integer", json!(3.0), "v: expected Integer, found Float 3.0"),
-            ("Integer", json!("3"), r#"v: expected Integer, found String "3""#),
-            ("Integer", json!(u64::MAX), "v: Integer 18446744073709551615 is out of range"),
+            (
+                "Integer",
+                json!(3.0),
+                "v: expected Integer, found Float 3.0",
+            ),
+            (
+                "Integer",
+                json!("3"),
+                r#"v: expected Integer, found String "3""#,
+            ),
+            (
+                "Integer",
+                json!(u64::MAX),
+                "v: Integer 18446744073709551615 is out of range",
+            ),
             ("Boolean", json!(null), "v: expected Boolean, found null"),
-            ("Float", json!("1.5"), r#"v: expected Float, found String "1.5""#),
-            ("DateTime", json!("yesterday"), r#"v: expected DateTime (RFC 3339), found String "yesterday""#),
-            ("List<Integer>", json!([1, 2, "x"]), r#"v[2]: expected Integer, found String "x""#),
+            (
+                "Float",
+                json!("1.5"),
+                r#"v: expected Float, found String "1.5""#,
+            ),
+            (
+                "DateTime",
+                json!("yesterday"),
+                r#"v: expected DateTime (RFC 3339), found String "yesterday""#,
+            ),
+            (
+                "List<Integer>",
+                json!([1, 2, "x"]),
+                r#"v[2]: expected Integer, found String "x""#,
+            ),
             ("List<Integer>", json!({}), "v: expected List, found Object"),
-            ("Object{a: Integer}", json!({}), "v: required field `a` of type Integer is missing"),
-            ("Object{a: Integer}", json!({"a": null}), "v.a: expected Integer, found null"),
-            ("Object{a: Integer}", json!({"a": 1, "b": 2}), "v.b: unknown field"),
-            ("Object{a: List<Object{b: Boolean}>}", json!({"a": [{"b": true}, {"b": 1}]}), "v.a[1].b: expected Boolean, found Integer 1"),
-            ("Object", json!([]), "v: expected Object, found List of 0 item(s)"),
+            (
+                "Object{a: Integer}",
+                json!({}),
+                "v: required field `a` of type Integer is missing",
+            ),
+            (
+                "Object{a: Integer}",
+                json!({"a": null}),
+                "v.a: expected Integer, found null",
+            ),
+            (
+                "Object{a: Integer}",
+                json!({"a": 1, "b": 2}),
+                "v.b: unknown field",
+            ),
+            (
+                "Object{a: List<Object{b: Boolean}>}",
+                json!({"a": [{"b": true}, {"b": 1}]}),
+                "v.a[1].b: expected Boolean, found Integer 1",
+            ),
+            (
+                "Object",
+                json!([]),
+                "v: expected Object, found List of 0 item(s)",
+            ),
         ];
         for (t, v, want) in bad {
-            let err = ty(t).validate("v", v, Strictness::Exact).unwrap_err().to_string();
+            let err = ty(t)
+                .validate("v", v, Strictness::Exact)
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(want), "{t} {v}: got `{err}`, want `{want}`");
         }
     }
@@ -261,9 +347,15 @@ mod tests {
     #[test]
     fn allow_extra_ignores_undeclared_fields_only() {
         let t = ty("Object{a: Integer}");
-        t.validate("r", &json!({"a": 1, "b": 2}), Strictness::AllowExtra).unwrap();
-        let err = t.validate("r", &json!({"a": "x", "b": 2}), Strictness::AllowExtra).unwrap_err();
-        assert_eq!(err.to_string(), r#"r.a: expected Integer, found String "x""#);
+        t.validate("r", &json!({"a": 1, "b": 2}), Strictness::AllowExtra)
+            .unwrap();
+        let err = t
+            .validate("r", &json!({"a": "x", "b": 2}), Strictness::AllowExtra)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"r.a: expected Integer, found String "x""#
+        );
     }
 
     #[test]
@@ -273,29 +365,63 @@ mod tests {
         validate_params(&defs, &json!({"tank": "T-101", "window": null})).unwrap();
         validate_params(&defs, &json!({"tank": "T-101", "window": 5})).unwrap();
         let cases = [
-            (json!({}), "params.tank: required parameter of type String is missing"),
-            (json!({"tank": null}), "params.tank: expected String, found null"),
-            (json!({"tank": 1}), "params.tank: expected String, found Integer 1"),
-            (json!({"tank": "a", "window": 1.5}), "params.window: expected Integer, found Float 1.5"),
-            (json!({"tank": "a", "extra": 1}), "params.extra: unknown parameter"),
-            (json!({"tank": "a", "window": null, "x y": 1}), r#"params["x y"]: unknown parameter"#),
-            (json!([1]), "params: expected an Object of parameters, found List of 1 item(s)"),
+            (
+                json!({}),
+                "params.tank: required parameter of type String is missing",
+            ),
+            (
+                json!({"tank": null}),
+                "params.tank: expected String, found null",
+            ),
+            (
+                json!({"tank": 1}),
+                "params.tank: expected String, found Integer 1",
+            ),
+            (
+                json!({"tank": "a", "window": 1.5}),
+                "params.window: expected Integer, found Float 1.5",
+            ),
+            (
+                json!({"tank": "a", "extra": 1}),
+                "params.extra: unknown parameter",
+            ),
+            (
+                json!({"tank": "a", "window": null, "x y": 1}),
+                r#"params["x y"]: unknown parameter"#,
+            ),
+            (
+                json!([1]),
+                "params: expected an Object of parameters, found List of 1 item(s)",
+            ),
         ];
         for (body, want) in cases {
-            assert_eq!(validate_params(&defs, &body).unwrap_err().to_string(), want, "{body}");
+            assert_eq!(
+                validate_params(&defs, &body).unwrap_err().to_string(),
+                want,
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn seed_example_path() {
         let defs = params(&[("items", "List<Object{qty: Integer}>", true)]);
-        let err = validate_params(&defs, &json!({"items": [{"qty": 1}, {"qty": 2}, {"qty": "abc"}]})).unwrap_err();
-        assert_eq!(err.to_string(), r#"params.items[2].qty: expected Integer, found String "abc""#);
+        let err = validate_params(
+            &defs,
+            &json!({"items": [{"qty": 1}, {"qty": 2}, {"qty": "abc"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"params.items[2].qty: expected Integer, found String "abc""#
+        );
     }
 
     #[test]
     fn long_strings_are_shortened_in_messages() {
-        let err = Type::Integer.validate("v", &json!("x".repeat(500)), Strictness::Exact).unwrap_err();
+        let err = Type::Integer
+            .validate("v", &json!("x".repeat(500)), Strictness::Exact)
+            .unwrap_err();
         assert!(err.reason.len() < 80, "{}", err.reason);
     }
 }

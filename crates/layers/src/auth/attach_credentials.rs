@@ -28,19 +28,30 @@ impl Credentials {
 
     /// An API key in `header`.
     pub fn api_key(header: &str, key: &Secret) -> Result<Self, String> {
-        let name = HeaderName::try_from(header).map_err(|_| format!("`{header}` is not a valid header name"))?;
-        Ok(Credentials { header: Some((name, sensitive(key.expose())?)) })
+        let name = HeaderName::try_from(header)
+            .map_err(|_| format!("`{header}` is not a valid header name"))?;
+        Ok(Credentials {
+            header: Some((name, sensitive(key.expose())?)),
+        })
     }
 
     /// HTTP Basic.
     pub fn basic(username: &str, password: &Secret) -> Result<Self, String> {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
-        Ok(Credentials { header: Some((AUTHORIZATION, sensitive(&format!("Basic {token}"))?)) })
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{username}:{}", password.expose()));
+        Ok(Credentials {
+            header: Some((AUTHORIZATION, sensitive(&format!("Basic {token}"))?)),
+        })
     }
 
     /// A bearer token.
     pub fn bearer(token: &Secret) -> Result<Self, String> {
-        Ok(Credentials { header: Some((AUTHORIZATION, sensitive(&format!("Bearer {}", token.expose()))?)) })
+        Ok(Credentials {
+            header: Some((
+                AUTHORIZATION,
+                sensitive(&format!("Bearer {}", token.expose()))?,
+            )),
+        })
     }
 
     fn apply(&self, headers: &mut http::HeaderMap) {
@@ -53,7 +64,9 @@ impl Credentials {
 /// A header value marked sensitive, so `Debug` of the request and HTTP/2 indexing
 /// never expose it. The error never contains the value.
 fn sensitive(value: &str) -> Result<HeaderValue, String> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| "the credential contains characters not allowed in an HTTP header".to_string())?;
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        "the credential contains characters not allowed in an HTTP header".to_string()
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -117,7 +130,8 @@ mod tests {
     use tower_test::mock;
 
     async fn sent_headers(credentials: Credentials) -> http::HeaderMap {
-        let (mut svc, mut handle) = mock::spawn_layer::<http::Request<()>, (), _>(AttachCredentialsLayer::new(credentials));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<http::Request<()>, (), _>(AttachCredentialsLayer::new(credentials));
         handle.allow(1);
         assert!(svc.poll_ready().is_ready());
         let _call = svc.call(http::Request::get("/x").body(()).unwrap());

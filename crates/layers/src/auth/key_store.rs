@@ -64,10 +64,19 @@ pub struct StaticKeyStore {
 impl StaticKeyStore {
     /// Adds a key by its stored hash (`sha256:<hex>`).
     pub fn add_key(&mut self, name: &str, hash: &str, enabled: bool) -> Result<(), String> {
-        let hex_digest = hash.strip_prefix("sha256:").ok_or_else(|| format!("key `{name}`: hash must start with `sha256:`"))?;
-        let bytes = hex::decode(hex_digest).map_err(|_| format!("key `{name}`: hash is not hex"))?;
-        let digest: [u8; 32] = bytes.try_into().map_err(|_| format!("key `{name}`: hash must be 32 bytes"))?;
-        self.keys.push(StoredKey { name: name.to_string(), digest, enabled });
+        let hex_digest = hash
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("key `{name}`: hash must start with `sha256:`"))?;
+        let bytes =
+            hex::decode(hex_digest).map_err(|_| format!("key `{name}`: hash is not hex"))?;
+        let digest: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("key `{name}`: hash must be 32 bytes"))?;
+        self.keys.push(StoredKey {
+            name: name.to_string(),
+            digest,
+            enabled,
+        });
         Ok(())
     }
 
@@ -78,7 +87,10 @@ impl StaticKeyStore {
 
     /// Approves `key_name` for `target` (declaring the target).
     pub fn approve(&mut self, target: &str, key_name: &str) {
-        self.approvals.entry(target.to_string()).or_default().insert(key_name.to_string());
+        self.approvals
+            .entry(target.to_string())
+            .or_default()
+            .insert(key_name.to_string());
     }
 }
 
@@ -93,7 +105,9 @@ impl KeyStore for StaticKeyStore {
                 found = Some(key);
             }
         }
-        found.filter(|k| k.enabled).map(|k| Principal { key_name: k.name.clone() })
+        found.filter(|k| k.enabled).map(|k| Principal {
+            key_name: k.name.clone(),
+        })
     }
 
     fn authorize(&self, principal: &Principal, target: &str) -> Authorization {
@@ -128,7 +142,10 @@ mod tests {
 
     #[test]
     fn hashes_are_sha256_hex() {
-        assert_eq!(hash_key("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_key("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let mut store = StaticKeyStore::default();
         assert!(store.add_key("x", "md5:00", true).is_err());
         assert!(store.add_key("x", "sha256:zz", true).is_err());

@@ -22,7 +22,9 @@ pub trait ApiKeyRequest {
 /// segment, and the principal goes into the request's extensions.
 impl<B> ApiKeyRequest for http::Request<B> {
     fn api_key(&self) -> Option<&str> {
-        self.headers().get("x-api-key").and_then(|v| v.to_str().ok())
+        self.headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
     }
 
     fn target(&self) -> &str {
@@ -84,16 +86,29 @@ where
     }
 
     fn call(&mut self, mut request: R) -> Self::Future {
-        let Some(principal) = request.api_key().and_then(|key| self.keys.authenticate(key)) else {
+        let Some(principal) = request
+            .api_key()
+            .and_then(|key| self.keys.authenticate(key))
+        else {
             return ResponseFuture::refused(Unauthorized.into());
         };
         match self.keys.authorize(&principal, request.target()) {
             Authorization::Allowed => {}
             Authorization::UnknownTarget => {
-                return ResponseFuture::refused(UnknownTarget { target: request.target().to_string() }.into());
+                return ResponseFuture::refused(
+                    UnknownTarget {
+                        target: request.target().to_string(),
+                    }
+                    .into(),
+                );
             }
             Authorization::Denied => {
-                return ResponseFuture::refused(Forbidden { target: request.target().to_string() }.into());
+                return ResponseFuture::refused(
+                    Forbidden {
+                        target: request.target().to_string(),
+                    }
+                    .into(),
+                );
             }
         }
         request.set_principal(principal);
@@ -119,11 +134,15 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     fn called(future: F) -> Self {
-        ResponseFuture { kind: Kind::Called { future } }
+        ResponseFuture {
+            kind: Kind::Called { future },
+        }
     }
 
     fn refused(error: BoxError) -> Self {
-        ResponseFuture { kind: Kind::Refused { error: Some(error) } }
+        ResponseFuture {
+            kind: Kind::Refused { error: Some(error) },
+        }
     }
 }
 
@@ -136,9 +155,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future } => future.poll(cx),
-            KindProj::Refused { error } => {
-                Poll::Ready(Err(error.take().unwrap_or_else(|| "RequireApiKey future polled after completion".into())))
-            }
+            KindProj::Refused { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "RequireApiKey future polled after completion".into()))),
         }
     }
 }
@@ -171,7 +190,8 @@ mod tests {
 
     #[tokio::test]
     async fn check_order_and_markers() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Req, &'static str, _>(RequireApiKeyLayer::new(store()));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Req, &'static str, _>(RequireApiKeyLayer::new(store()));
         handle.allow(10);
         assert!(svc.poll_ready().is_ready());
         // 401 before anything about the method is revealed.
@@ -186,14 +206,18 @@ mod tests {
 
         let call = svc.call(req(Some("good"), "M"));
         let (request, send) = handle.next_request().await.unwrap();
-        assert_eq!(request.extensions().get::<Principal>().unwrap().key_name, "mes");
+        assert_eq!(
+            request.extensions().get::<Principal>().unwrap().key_name,
+            "mes"
+        );
         send.send_response("ok");
         assert_eq!(call.await.unwrap(), "ok");
     }
 
     #[tokio::test]
     async fn readiness_is_the_inner_services() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Req, &'static str, _>(RequireApiKeyLayer::new(store()));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Req, &'static str, _>(RequireApiKeyLayer::new(store()));
         handle.allow(0);
         assert!(svc.poll_ready().is_pending());
         handle.allow(1);
@@ -207,7 +231,8 @@ mod tests {
 
     #[tokio::test]
     async fn inner_errors_pass_through() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Req, &'static str, _>(RequireApiKeyLayer::new(store()));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Req, &'static str, _>(RequireApiKeyLayer::new(store()));
         handle.allow(1);
         assert!(svc.poll_ready().is_ready());
         let call = svc.call(req(Some("good"), "M"));

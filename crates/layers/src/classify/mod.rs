@@ -64,7 +64,11 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(classify::parse_retry_after);
-        Err(classify::http_failure(status.as_u16(), status.canonical_reason().unwrap_or(""), retry_after))
+        Err(classify::http_failure(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            retry_after,
+        ))
     }
 }
 
@@ -126,7 +130,8 @@ where
 {
     type Response = T;
     type Error = BoxError;
-    type Future = ResponseFuture<MapOk<futures::future::ErrInto<S::Future, BoxError>, fn(T) -> T>, C>;
+    type Future =
+        ResponseFuture<MapOk<futures::future::ErrInto<S::Future, BoxError>, fn(T) -> T>, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match ready!(self.inner.poll_ready(cx)) {
@@ -137,7 +142,14 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         let identity: fn(T) -> T = |t| t;
-        ResponseFuture { inner: self.inner.call(request).err_into::<BoxError>().map_ok(identity), classifier: self.classifier.clone() }
+        ResponseFuture {
+            inner: self
+                .inner
+                .call(request)
+                .err_into::<BoxError>()
+                .map_ok(identity),
+            classifier: self.classifier.clone(),
+        }
     }
 }
 
@@ -160,7 +172,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(response) => this.classifier.classify_response(response).map_err(Into::into),
+            Ok(response) => this
+                .classifier
+                .classify_response(response)
+                .map_err(Into::into),
             Err(error) => Err(classify_error(this.classifier, error)),
         })
     }
@@ -178,12 +193,26 @@ mod tests {
 
     #[tokio::test]
     async fn statuses_become_classified_failures() {
-        for (status, class) in [(200, None), (204, None), (400, Some(Permanent)), (404, Some(Permanent)), (408, Some(Transient)), (429, Some(Transient)), (503, Some(Transient))] {
-            let (mut svc, mut handle) = mock::spawn_layer::<(), http::Response<()>, _>(ClassifyLayer::new(HttpStatus));
+        for (status, class) in [
+            (200, None),
+            (204, None),
+            (400, Some(Permanent)),
+            (404, Some(Permanent)),
+            (408, Some(Transient)),
+            (429, Some(Transient)),
+            (503, Some(Transient)),
+        ] {
+            let (mut svc, mut handle) =
+                mock::spawn_layer::<(), http::Response<()>, _>(ClassifyLayer::new(HttpStatus));
             handle.allow(1);
             assert!(svc.poll_ready().is_ready());
             let call = svc.call(());
-            handle.next_request().await.unwrap().1.send_response(response(status));
+            handle
+                .next_request()
+                .await
+                .unwrap()
+                .1
+                .send_response(response(status));
             match (call.await, class) {
                 (Ok(r), None) => assert_eq!(r.status(), status),
                 (Err(e), Some(class)) => {
@@ -197,30 +226,50 @@ mod tests {
 
     #[tokio::test]
     async fn errors_and_timeouts_become_failures() {
-        let (mut svc, mut handle) = mock::spawn_layer::<(), http::Response<()>, _>(ClassifyLayer::new(HttpStatus));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<(), http::Response<()>, _>(ClassifyLayer::new(HttpStatus));
         handle.allow(3);
         assert!(svc.poll_ready().is_ready());
         let call = svc.call(());
-        handle.next_request().await.unwrap().1.send_error(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        handle
+            .next_request()
+            .await
+            .unwrap()
+            .1
+            .send_error(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "refused",
+            ));
         let f = call.await.unwrap_err().downcast::<Failure>().unwrap();
         assert_eq!((f.class, f.code.as_str()), (Transient, codes::CONNECTION));
 
         assert!(svc.poll_ready().is_ready());
         let call = svc.call(());
-        handle.next_request().await.unwrap().1.send_error(Elapsed { budget: std::time::Duration::from_secs(1) });
+        handle.next_request().await.unwrap().1.send_error(Elapsed {
+            budget: std::time::Duration::from_secs(1),
+        });
         let f = call.await.unwrap_err().downcast::<Failure>().unwrap();
         assert_eq!((f.class, f.code.as_str()), (Transient, codes::TIMEOUT));
 
         assert!(svc.poll_ready().is_ready());
         let call = svc.call(());
         let permanent = Failure::permanent(codes::RETURN_MISMATCH, "wrong shape");
-        handle.next_request().await.unwrap().1.send_error(permanent.clone());
-        assert_eq!(*call.await.unwrap_err().downcast::<Failure>().unwrap(), permanent);
+        handle
+            .next_request()
+            .await
+            .unwrap()
+            .1
+            .send_error(permanent.clone());
+        assert_eq!(
+            *call.await.unwrap_err().downcast::<Failure>().unwrap(),
+            permanent
+        );
     }
 
     #[tokio::test]
     async fn not_ready_inner_means_not_ready() {
-        let (mut svc, mut handle) = mock::spawn_layer::<(), http::Response<()>, _>(ClassifyLayer::new(HttpStatus));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<(), http::Response<()>, _>(ClassifyLayer::new(HttpStatus));
         handle.allow(0);
         assert!(svc.poll_ready().is_pending());
     }

@@ -41,7 +41,10 @@ where
         }
         match this.sleep.as_pin_mut() {
             Some(sleep) => match sleep.poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(Elapsed { budget: *this.budget }.into())),
+                Poll::Ready(()) => Poll::Ready(Err(Elapsed {
+                    budget: *this.budget,
+                }
+                .into())),
                 Poll::Pending => Poll::Pending,
             },
             None => Poll::Pending,

@@ -50,7 +50,11 @@ pub struct Elapsed {
 
 impl fmt::Display for Elapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "timed out after {}", humantime::format_duration(self.budget))
+        write!(
+            f,
+            "timed out after {}",
+            humantime::format_duration(self.budget)
+        )
     }
 }
 
@@ -180,37 +184,60 @@ mod tests {
             (None, None, None, None),
         ];
         for (timeout, deadline, default, want) in cases {
-            let call = Call { timeout: timeout.map(Duration::from_secs), deadline: deadline.map(|s| Deadline::after(Duration::from_secs(s))) };
-            assert_eq!(budget_of(&call, default.map(Duration::from_secs)), want.map(Duration::from_secs));
+            let call = Call {
+                timeout: timeout.map(Duration::from_secs),
+                deadline: deadline.map(|s| Deadline::after(Duration::from_secs(s))),
+            };
+            assert_eq!(
+                budget_of(&call, default.map(Duration::from_secs)),
+                want.map(Duration::from_secs)
+            );
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn elapses_at_the_budget_even_while_the_inner_call_runs() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Call, (), _>(EnforceDeadlineLayer::new(Some(Duration::from_secs(30))));
+        let (mut svc, mut handle) = mock::spawn_layer::<Call, (), _>(EnforceDeadlineLayer::new(
+            Some(Duration::from_secs(30)),
+        ));
         handle.allow(1);
         assert!(svc.poll_ready().is_ready());
         let started = tokio::time::Instant::now();
-        let call = svc.call(Call { timeout: Some(Duration::from_secs(3)), deadline: None });
+        let call = svc.call(Call {
+            timeout: Some(Duration::from_secs(3)),
+            deadline: None,
+        });
         let (_request, _never_answered) = handle.next_request().await.unwrap();
         let err = call.await.unwrap_err();
-        assert_eq!(err.downcast_ref::<Elapsed>(), Some(&Elapsed { budget: Duration::from_secs(3) }));
+        assert_eq!(
+            err.downcast_ref::<Elapsed>(),
+            Some(&Elapsed {
+                budget: Duration::from_secs(3)
+            })
+        );
         assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
     async fn answers_in_time_pass_through() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Call, &'static str, _>(EnforceDeadlineLayer::new(None));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, &'static str, _>(EnforceDeadlineLayer::new(None));
         handle.allow(2);
         assert!(svc.poll_ready().is_ready());
-        let call = svc.call(Call { timeout: Some(Duration::from_secs(3)), deadline: None });
+        let call = svc.call(Call {
+            timeout: Some(Duration::from_secs(3)),
+            deadline: None,
+        });
         let (_, send) = handle.next_request().await.unwrap();
         tokio::time::advance(Duration::from_secs(2)).await;
         send.send_response("in time");
         assert_eq!(call.await.unwrap(), "in time");
         // Errors of the inner service are not turned into timeouts.
         assert!(svc.poll_ready().is_ready());
-        let call = svc.call(Call { timeout: None, deadline: None });
+        let call = svc.call(Call {
+            timeout: None,
+            deadline: None,
+        });
         let (_, send) = handle.next_request().await.unwrap();
         send.send_error("refused");
         assert_eq!(call.await.unwrap_err().to_string(), "refused");
@@ -218,12 +245,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_already_spent_budget_fails_at_once() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Call, (), _>(EnforceDeadlineLayer::new(None));
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, (), _>(EnforceDeadlineLayer::new(None));
         handle.allow(1);
         let deadline = Deadline::after(Duration::from_millis(10));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(svc.poll_ready().is_ready());
-        let err = svc.call(Call { timeout: None, deadline: Some(deadline) }).await.unwrap_err();
+        let err = svc
+            .call(Call {
+                timeout: None,
+                deadline: Some(deadline),
+            })
+            .await
+            .unwrap_err();
         assert!(err.is::<Elapsed>());
     }
 }

@@ -28,7 +28,11 @@ pub struct ForwarderOptions {
 
 impl Default for ForwarderOptions {
     fn default() -> Self {
-        ForwarderOptions { concurrency: 64, idle_poll: Duration::from_secs(1), progress_every: Duration::from_secs(10) }
+        ForwarderOptions {
+            concurrency: 64,
+            idle_poll: Duration::from_secs(1),
+            progress_every: Duration::from_secs(10),
+        }
     }
 }
 
@@ -73,12 +77,18 @@ where
 {
     /// A forwarder for `outbox` delivering through `deliver`.
     pub fn new(outbox: FjallOutbox, deliver: D, options: ForwarderOptions) -> Self {
-        Forwarder { outbox, deliver, options }
+        Forwarder {
+            outbox,
+            deliver,
+            options,
+        }
     }
 
     /// Starts draining on the current runtime.
     pub fn spawn(self) -> ForwarderHandle {
-        ForwarderHandle { task: tokio::spawn(self.run()) }
+        ForwarderHandle {
+            task: tokio::spawn(self.run()),
+        }
     }
 
     async fn run(self) {
@@ -86,7 +96,11 @@ where
         let slots = Arc::new(Semaphore::new(concurrency));
         let in_flight: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
         let finished = Arc::new(Notify::new());
-        let progress = Arc::new(Mutex::new(Progress { delivered: 0, since: Instant::now(), last_log: Instant::now() }));
+        let progress = Arc::new(Mutex::new(Progress {
+            delivered: 0,
+            since: Instant::now(),
+            last_log: Instant::now(),
+        }));
         let mut cursor = None;
         loop {
             let free = slots.available_permits();
@@ -97,7 +111,8 @@ where
             let now = now_ms();
             let skip = in_flight.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let outbox = self.outbox.clone();
-            let scan = tokio::task::spawn_blocking(move || outbox.due(now, free, &skip, cursor)).await;
+            let scan =
+                tokio::task::spawn_blocking(move || outbox.due(now, free, &skip, cursor)).await;
             let batch = match scan {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(e)) => {
@@ -116,8 +131,13 @@ where
             // from the beginning so nothing that fell due behind the cursor is missed.
             cursor = if found < free { None } else { batch.cursor };
             for message in batch.messages {
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(message.id);
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(message.id);
                 let deliver = self.deliver.clone();
                 let outbox = self.outbox.clone();
                 let in_flight = in_flight.clone();
@@ -127,7 +147,10 @@ where
                 tokio::spawn(async move {
                     let id = message.id;
                     let delivered = attempt(deliver, &outbox, message).await;
-                    in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
                     drop(permit);
                     finished.notify_one();
                     if delivered {
@@ -140,14 +163,17 @@ where
             }
         }
     }
-
 }
 
 /// Sleeps until the earliest message falls due, new work arrives, or a delivery in
 /// flight finishes (its message may be due again).
 async fn wait_for_work(outbox: &FjallOutbox, idle_poll: Duration, finished: &Notify) {
     let scan = outbox.clone();
-    let next = tokio::task::spawn_blocking(move || scan.next_due_ms()).await.ok().and_then(Result::ok).flatten();
+    let next = tokio::task::spawn_blocking(move || scan.next_due_ms())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
     let now = now_ms();
     let sleep = match next {
         Some(due) if due > now => Duration::from_millis(due - now).min(idle_poll),
@@ -179,7 +205,12 @@ where
     let event = match result {
         Ok(()) => {
             metrics::counter!("switchyard_sf_delivered_total", "category" => category, "target" => target.clone()).increment(1);
-            OutboxEvent::Delivered { id: message.id, due_ms: message.due_ms, category: message.category, target }
+            OutboxEvent::Delivered {
+                id: message.id,
+                due_ms: message.due_ms,
+                category: message.category,
+                target,
+            }
         }
         Err(failure) => {
             let prev_due_ms = message.due_ms;
@@ -191,16 +222,29 @@ where
                 next.due_ms = now + duration_ms(next.retry.delay(failure.retry_after));
                 metrics::counter!("switchyard_sf_retries_total", "category" => category, "target" => target.clone()).increment(1);
                 tracing::debug!(id = %next.id, attempts = next.attempts, error = %failure, "delivery failed; will retry");
-                OutboxEvent::Rescheduled { message: next, prev_due_ms }
+                OutboxEvent::Rescheduled {
+                    message: next,
+                    prev_due_ms,
+                }
             } else {
                 let reason = if failure.is_transient() {
-                    format!("retries exhausted after {} attempt(s); last error: {}", next.attempts, failure.message)
+                    format!(
+                        "retries exhausted after {} attempt(s); last error: {}",
+                        next.attempts, failure.message
+                    )
                 } else {
                     format!("permanent failure: {}", failure.message)
                 };
                 metrics::counter!("switchyard_sf_parked_total", "category" => category, "target" => target.clone()).increment(1);
                 tracing::warn!(id = %next.id, category, target = %target, %reason, "message parked");
-                OutboxEvent::Parked { parked: ParkedMessage { message: next, parked_ms: now, reason }, prev_due_ms }
+                OutboxEvent::Parked {
+                    parked: ParkedMessage {
+                        message: next,
+                        parked_ms: now,
+                        reason,
+                    },
+                    prev_due_ms,
+                }
             }
         }
     };
@@ -218,7 +262,12 @@ fn report_progress(progress: &Mutex<Progress>, outbox: &FjallOutbox, every: Dura
         let rate = p.delivered as f64 / p.since.elapsed().as_secs_f64().max(0.001);
         let left = outbox.pending_total();
         if left > 0 {
-            tracing::info!(left, delivered = p.delivered, rate = format!("{rate:.0}/s"), "store-and-forward draining");
+            tracing::info!(
+                left,
+                delivered = p.delivered,
+                rate = format!("{rate:.0}/s"),
+                "store-and-forward draining"
+            );
         }
         p.delivered = 0;
         p.since = Instant::now();

@@ -31,7 +31,13 @@ pin_project! {
 
 impl<F, R, O> ResponseFuture<F, R, O> {
     pub(super) fn new(call: F, request: R, outbox: O) -> Self {
-        ResponseFuture { state: State::Calling { call, request: Some(request), outbox } }
+        ResponseFuture {
+            state: State::Calling {
+                call,
+                request: Some(request),
+                outbox,
+            },
+        }
     }
 }
 
@@ -47,7 +53,11 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { call, request, outbox } => {
+                StateProj::Calling {
+                    call,
+                    request,
+                    outbox,
+                } => {
                     let err = match ready!(call.poll(cx)) {
                         Ok(response) => return Poll::Ready(Ok(Delivery::Delivered(response))),
                         Err(err) => err,
@@ -65,7 +75,9 @@ where
                 StateProj::Buffering { enqueue } => {
                     return Poll::Ready(match ready!(enqueue.as_mut().poll(cx)) {
                         Ok(id) => Ok(Delivery::Buffered { id }),
-                        Err(e) => Err(Failure::transient(codes::BUFFER_REFUSED, e.to_string()).into()),
+                        Err(e) => {
+                            Err(Failure::transient(codes::BUFFER_REFUSED, e.to_string()).into())
+                        }
                     });
                 }
             }

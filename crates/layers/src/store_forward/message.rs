@@ -108,7 +108,9 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 /// Decodes a record written by [`encode`]; any other input is an error, never a panic.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, body)) => serde_json::from_slice(body).map_err(|e| DecodeError(e.to_string())),
+        Some((&RECORD_VERSION, body)) => {
+            serde_json::from_slice(body).map_err(|e| DecodeError(e.to_string()))
+        }
         Some((version, _)) => Err(DecodeError(format!("unknown record version {version}"))),
         None => Err(DecodeError("empty record".into())),
     }

@@ -56,7 +56,9 @@ pub use events::OutboxEvent;
 pub use forwarder::{Forwarder, ForwarderHandle, ForwarderOptions};
 pub use future::ResponseFuture;
 pub use layer::StoreForwardLayer;
-pub use message::{Category, DecodeError, NewMessage, ParkedMessage, StoredMessage, decode, encode};
+pub use message::{
+    Category, DecodeError, NewMessage, ParkedMessage, StoredMessage, decode, encode,
+};
 pub use outbox::{Counts, DueBatch, FjallOutbox, OutboxError, OutboxOptions, ParkedPage, now_ms};
 
 use futures::future::BoxFuture;

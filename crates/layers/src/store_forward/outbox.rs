@@ -11,7 +11,9 @@
 //! copy, give the same outbox (what a standby replica needs).
 
 use super::events::OutboxEvent;
-use super::message::{Category, NewMessage, ParkedMessage, StoredMessage, decode, due_key, encode, parse_due_key};
+use super::message::{
+    Category, NewMessage, ParkedMessage, StoredMessage, decode, due_key, encode, parse_due_key,
+};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,9 @@ use tokio::sync::{Notify, oneshot};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutboxError {
     /// Free disk space is below the configured floor: the message was not buffered.
-    #[error("store-and-forward refused the message: only {free_mib} MiB free in {dir} (minimum {floor_mib} MiB)")]
+    #[error(
+        "store-and-forward refused the message: only {free_mib} MiB free in {dir} (minimum {floor_mib} MiB)"
+    )]
     DiskFull {
         /// Free MiB when refused.
         free_mib: u64,
@@ -63,7 +67,11 @@ pub struct OutboxOptions {
 
 impl Default for OutboxOptions {
     fn default() -> Self {
-        OutboxOptions { min_free_disk: 512 << 20, cache_bytes: 16 << 20, memtable_bytes: 16 << 20 }
+        OutboxOptions {
+            min_free_disk: 512 << 20,
+            cache_bytes: 16 << 20,
+            memtable_bytes: 16 << 20,
+        }
     }
 }
 
@@ -118,26 +126,38 @@ pub struct FjallOutbox {
 
 impl std::fmt::Debug for FjallOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FjallOutbox").field("dir", &self.shared.dir).finish()
+        f.debug_struct("FjallOutbox")
+            .field("dir", &self.shared.dir)
+            .finish()
     }
 }
 
 /// Most events the writer folds into one batch.
 const MAX_GROUP: usize = 4096;
 
-
 impl FjallOutbox {
     /// Opens (or creates) the outbox in `dir` and starts its writer thread. Messages
     /// left pending by an earlier run are due again at their recorded times.
     pub fn open(dir: &Path, options: OutboxOptions) -> Result<FjallOutbox, OutboxError> {
-        std::fs::create_dir_all(dir).map_err(|e| OutboxError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::builder(dir).cache_size(options.cache_bytes).open()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OutboxError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::builder(dir)
+            .cache_size(options.cache_bytes)
+            .open()?;
         let big = options.memtable_bytes.max(1 << 20);
         let small = (big / 4).max(1 << 20);
-        let pending = db.keyspace("pending", || KeyspaceCreateOptions::default().max_memtable_size(big))?;
-        let due = db.keyspace("due", || KeyspaceCreateOptions::default().max_memtable_size(small))?;
-        let parked = db.keyspace("parked", || KeyspaceCreateOptions::default().max_memtable_size(small))?;
-        let counts_ks = db.keyspace("counts", || KeyspaceCreateOptions::default().max_memtable_size(1 << 20))?;
+        let pending = db.keyspace("pending", || {
+            KeyspaceCreateOptions::default().max_memtable_size(big)
+        })?;
+        let due = db.keyspace("due", || {
+            KeyspaceCreateOptions::default().max_memtable_size(small)
+        })?;
+        let parked = db.keyspace("parked", || {
+            KeyspaceCreateOptions::default().max_memtable_size(small)
+        })?;
+        let counts_ks = db.keyspace("counts", || {
+            KeyspaceCreateOptions::default().max_memtable_size(1 << 20)
+        })?;
         let mut counts = HashMap::new();
         for item in counts_ks.iter() {
             let (key, value) = item.into_inner()?;
@@ -155,12 +175,20 @@ impl FjallOutbox {
             dir: dir.to_path_buf(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
-        let writer = Writer { shared: shared.clone(), counts_ks, min_free_disk: options.min_free_disk };
+        let writer = Writer {
+            shared: shared.clone(),
+            counts_ks,
+            min_free_disk: options.min_free_disk,
+        };
         let thread = std::thread::Builder::new()
             .name("sf-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| OutboxError::Storage(format!("cannot start the outbox writer: {e}")))?;
-        let outbox = FjallOutbox { shared, commands: tx, writer: Arc::new(Mutex::new(Some(thread))) };
+        let outbox = FjallOutbox {
+            shared,
+            commands: tx,
+            writer: Arc::new(Mutex::new(Some(thread))),
+        };
         outbox.publish_gauges();
         Ok(outbox)
     }
@@ -169,7 +197,12 @@ impl FjallOutbox {
     /// Other clones fail with [`OutboxError::Closed`] afterwards; the directory is
     /// released when the last clone is dropped.
     pub fn close(self) {
-        let _ = self.commands.send(Command { events: Vec::new(), durable: true, reply: None, shutdown: true });
+        let _ = self.commands.send(Command {
+            events: Vec::new(),
+            durable: true,
+            reply: None,
+            shutdown: true,
+        });
         let thread = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
@@ -186,7 +219,8 @@ impl FjallOutbox {
     pub async fn enqueue(&self, message: NewMessage) -> Result<MessageId, OutboxError> {
         let id = message.id;
         let stored = stored_from_new(message, now_ms());
-        self.submit(vec![OutboxEvent::Enqueued(stored)], true).await?;
+        self.submit(vec![OutboxEvent::Enqueued(stored)], true)
+            .await?;
         Ok(id)
     }
 
@@ -210,10 +244,19 @@ impl FjallOutbox {
         rx.await.map_err(|_| OutboxError::Closed)?
     }
 
-    fn send(&self, events: Vec<OutboxEvent>, durable: bool) -> Result<oneshot::Receiver<Result<(), OutboxError>>, OutboxError> {
+    fn send(
+        &self,
+        events: Vec<OutboxEvent>,
+        durable: bool,
+    ) -> Result<oneshot::Receiver<Result<(), OutboxError>>, OutboxError> {
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command { events, durable, reply: Some(tx), shutdown: false })
+            .send(Command {
+                events,
+                durable,
+                reply: Some(tx),
+                shutdown: false,
+            })
             .map_err(|_| OutboxError::Closed)?;
         Ok(rx)
     }
@@ -222,7 +265,13 @@ impl FjallOutbox {
     /// already being delivered). Scans from `from` (a due key returned earlier as the
     /// cursor) so that the tombstones of delivered messages are not walked again.
     /// Blocking: call off the async workers.
-    pub fn due(&self, now_ms: u64, limit: usize, skip: &HashSet<MessageId>, from: Option<[u8; 24]>) -> Result<DueBatch, OutboxError> {
+    pub fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        skip: &HashSet<MessageId>,
+        from: Option<[u8; 24]>,
+    ) -> Result<DueBatch, OutboxError> {
         let start = from.unwrap_or([0u8; 24]);
         let mut end = [0xffu8; 24];
         end[..8].copy_from_slice(&now_ms.to_be_bytes());
@@ -230,7 +279,9 @@ impl FjallOutbox {
         let mut cursor = from;
         for item in self.shared.due.range(start..=end) {
             let key = item.key()?;
-            let Some((_, id)) = parse_due_key(&key) else { continue };
+            let Some((_, id)) = parse_due_key(&key) else {
+                continue;
+            };
             if skip.contains(&id) {
                 continue;
             }
@@ -240,7 +291,9 @@ impl FjallOutbox {
             if let Some(bytes) = self.shared.pending.get(id.to_bytes())? {
                 match decode::<StoredMessage>(&bytes) {
                     Ok(message) => messages.push(message),
-                    Err(e) => tracing::error!(%id, error = %e, "skipping an undecodable outbox record"),
+                    Err(e) => {
+                        tracing::error!(%id, error = %e, "skipping an undecodable outbox record")
+                    }
                 }
             }
             let mut k = [0u8; 24];
@@ -260,7 +313,11 @@ impl FjallOutbox {
     }
 
     /// A page of parked messages, oldest first. Blocking: call off the async workers.
-    pub fn list_parked(&self, after: Option<MessageId>, limit: usize) -> Result<ParkedPage, OutboxError> {
+    pub fn list_parked(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<ParkedPage, OutboxError> {
         let mut items = Vec::new();
         let start = after.map(|id| {
             let mut k = id.to_bytes().to_vec();
@@ -283,14 +340,20 @@ impl FjallOutbox {
                 Err(e) => tracing::error!(error = %e, "skipping an undecodable parked record"),
             }
         }
-        let next = if more { items.last().map(|p| p.message.id) } else { None };
+        let next = if more {
+            items.last().map(|p| p.message.id)
+        } else {
+            None
+        };
         Ok(ParkedPage { items, next })
     }
 
     /// One parked message. Blocking: call off the async workers.
     pub fn get_parked(&self, id: MessageId) -> Result<Option<ParkedMessage>, OutboxError> {
         match self.shared.parked.get(id.to_bytes())? {
-            Some(bytes) => decode(&bytes).map(Some).map_err(|e| OutboxError::Storage(e.to_string())),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| OutboxError::Storage(e.to_string())),
             None => Ok(None),
         }
     }
@@ -302,7 +365,14 @@ impl FjallOutbox {
 
     /// Moves a parked message back to pending, due now, with its attempts reset.
     pub async fn retry_parked(&self, id: MessageId) -> Result<(), OutboxError> {
-        self.submit(vec![OutboxEvent::Retried { id, due_ms: now_ms() }], true).await
+        self.submit(
+            vec![OutboxEvent::Retried {
+                id,
+                due_ms: now_ms(),
+            }],
+            true,
+        )
+        .await
     }
 
     /// Deletes a parked message.
@@ -313,7 +383,10 @@ impl FjallOutbox {
     /// Pending and parked counts per category and target.
     pub fn counts(&self) -> Vec<(Category, String, Counts)> {
         let counts = self.shared.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<_> = counts.iter().map(|((c, t), n)| (*c, t.clone(), *n)).collect();
+        let mut out: Vec<_> = counts
+            .iter()
+            .map(|((c, t), n)| (*c, t.clone(), *n))
+            .collect();
         out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         out
     }
@@ -365,7 +438,9 @@ pub fn now_ms() -> u64 {
     use std::sync::OnceLock;
     static BASE: OnceLock<(u64, std::time::Instant)> = OnceLock::new();
     let (base_ms, base_instant) = *BASE.get_or_init(|| {
-        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         (duration_ms(wall), std::time::Instant::now())
     });
     let now = tokio::time::Instant::now().into_std();
@@ -405,7 +480,10 @@ fn decode_counts(bytes: &[u8]) -> Option<Counts> {
     if bytes.len() != 16 {
         return None;
     }
-    Some(Counts { pending: u64::from_be_bytes(bytes[..8].try_into().ok()?), parked: u64::from_be_bytes(bytes[8..].try_into().ok()?) })
+    Some(Counts {
+        pending: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+        parked: u64::from_be_bytes(bytes[8..].try_into().ok()?),
+    })
 }
 
 /// The single writer: owns every mutation, so counts are exact and events apply in
@@ -422,7 +500,9 @@ impl Writer {
         let syncer = {
             let syncs = syncs.clone();
             let db = self.shared.db.clone();
-            std::thread::Builder::new().name("sf-sync".into()).spawn(move || syncs.run(&db))
+            std::thread::Builder::new()
+                .name("sf-sync".into())
+                .spawn(move || syncs.run(&db))
         };
         let syncer = match syncer {
             Ok(handle) => Some(handle),
@@ -465,7 +545,11 @@ impl Writer {
     /// after an inline sync, when there is none); the others as soon as the batch is
     /// written.
     fn commit_group(&self, group: Vec<Command>, syncs: Option<&SyncQueue>) {
-        let refusal = if group.iter().any(|c| c.events.iter().any(|e| matches!(e, OutboxEvent::Enqueued(_)))) {
+        let refusal = if group.iter().any(|c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, OutboxEvent::Enqueued(_)))
+        }) {
             self.check_disk()
         } else {
             None
@@ -476,7 +560,10 @@ impl Writer {
         let mut results: Vec<Result<(), OutboxError>> = Vec::with_capacity(group.len());
         let mut new_work = false;
         for cmd in &group {
-            let enqueues = cmd.events.iter().any(|e| matches!(e, OutboxEvent::Enqueued(_)));
+            let enqueues = cmd
+                .events
+                .iter()
+                .any(|e| matches!(e, OutboxEvent::Enqueued(_)));
             if let (true, Some(refused)) = (enqueues, &refusal) {
                 results.push(Err(refused.clone()));
                 continue;
@@ -486,14 +573,21 @@ impl Writer {
                 if let Err(e) = self.stage(event, &mut batch, &mut deltas, &mut touched) {
                     result = Err(e);
                 }
-                new_work |= matches!(event, OutboxEvent::Enqueued(_) | OutboxEvent::Retried { .. });
+                new_work |= matches!(
+                    event,
+                    OutboxEvent::Enqueued(_) | OutboxEvent::Retried { .. }
+                );
             }
             results.push(result);
         }
         let mut committed = self.write(batch, &deltas);
         let inline_sync = syncs.is_none() && group.iter().any(|c| c.durable);
         if committed.is_ok() && inline_sync {
-            committed = self.shared.db.persist(PersistMode::SyncData).map_err(OutboxError::from);
+            committed = self
+                .shared
+                .db
+                .persist(PersistMode::SyncData)
+                .map_err(OutboxError::from);
         }
         if committed.is_ok() {
             self.merge_counts(&deltas);
@@ -546,17 +640,28 @@ impl Writer {
                 batch.insert(&s.due, due_key(m.due_ms, &m.id), []);
                 bump(deltas, m.category, &m.target, 1, 0);
             }
-            OutboxEvent::Rescheduled { message, prev_due_ms } => {
+            OutboxEvent::Rescheduled {
+                message,
+                prev_due_ms,
+            } => {
                 batch.remove(&s.due, due_key(*prev_due_ms, &message.id));
                 batch.insert(&s.pending, message.id.to_bytes(), encode(message));
                 batch.insert(&s.due, due_key(message.due_ms, &message.id), []);
             }
-            OutboxEvent::Delivered { id, due_ms, category, target } => {
+            OutboxEvent::Delivered {
+                id,
+                due_ms,
+                category,
+                target,
+            } => {
                 batch.remove(&s.due, due_key(*due_ms, id));
                 batch.remove(&s.pending, id.to_bytes());
                 bump(deltas, *category, target, -1, 0);
             }
-            OutboxEvent::Parked { parked, prev_due_ms } => {
+            OutboxEvent::Parked {
+                parked,
+                prev_due_ms,
+            } => {
                 let m = &parked.message;
                 batch.remove(&s.due, due_key(*prev_due_ms, &m.id));
                 batch.remove(&s.pending, m.id.to_bytes());
@@ -567,8 +672,12 @@ impl Writer {
                 if !touched.insert(*id) {
                     return Err(OutboxError::NotFound(*id));
                 }
-                let bytes = s.parked.get(id.to_bytes())?.ok_or(OutboxError::NotFound(*id))?;
-                let parked: ParkedMessage = decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))?;
+                let bytes = s
+                    .parked
+                    .get(id.to_bytes())?
+                    .ok_or(OutboxError::NotFound(*id))?;
+                let parked: ParkedMessage =
+                    decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))?;
                 let mut m = parked.message;
                 m.attempts = 0;
                 m.due_ms = *due_ms;
@@ -581,22 +690,43 @@ impl Writer {
                 if !touched.insert(*id) {
                     return Err(OutboxError::NotFound(*id));
                 }
-                let bytes = s.parked.get(id.to_bytes())?.ok_or(OutboxError::NotFound(*id))?;
-                let parked: ParkedMessage = decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))?;
+                let bytes = s
+                    .parked
+                    .get(id.to_bytes())?
+                    .ok_or(OutboxError::NotFound(*id))?;
+                let parked: ParkedMessage =
+                    decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))?;
                 batch.remove(&s.parked, id.to_bytes());
-                bump(deltas, parked.message.category, &parked.message.target, 0, -1);
+                bump(
+                    deltas,
+                    parked.message.category,
+                    &parked.message.target,
+                    0,
+                    -1,
+                );
             }
         }
         Ok(())
     }
 
-    fn write(&self, mut batch: fjall::OwnedWriteBatch, deltas: &HashMap<(Category, String), (i64, i64)>) -> Result<(), OutboxError> {
+    fn write(
+        &self,
+        mut batch: fjall::OwnedWriteBatch,
+        deltas: &HashMap<(Category, String), (i64, i64)>,
+    ) -> Result<(), OutboxError> {
         {
             let counts = self.shared.counts.lock().unwrap_or_else(|p| p.into_inner());
             for ((category, target), (dp, dk)) in deltas {
-                let current = counts.get(&(*category, target.clone())).copied().unwrap_or_default();
+                let current = counts
+                    .get(&(*category, target.clone()))
+                    .copied()
+                    .unwrap_or_default();
                 let next = apply_delta(current, *dp, *dk);
-                batch.insert(&self.counts_ks, count_key(*category, target), encode_counts(next));
+                batch.insert(
+                    &self.counts_ks,
+                    count_key(*category, target),
+                    encode_counts(next),
+                );
             }
         }
         batch.commit()?;
@@ -635,7 +765,6 @@ impl SyncQueue {
         self.wake.notify_one();
     }
 
-
     fn close(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
         self.wake.notify_one();
@@ -662,12 +791,21 @@ impl SyncQueue {
     }
 }
 
-fn bump(deltas: &mut HashMap<(Category, String), (i64, i64)>, category: Category, target: &str, pending: i64, parked: i64) {
+fn bump(
+    deltas: &mut HashMap<(Category, String), (i64, i64)>,
+    category: Category,
+    target: &str,
+    pending: i64,
+    parked: i64,
+) {
     let entry = deltas.entry((category, target.to_string())).or_default();
     entry.0 += pending;
     entry.1 += parked;
 }
 
 fn apply_delta(c: Counts, pending: i64, parked: i64) -> Counts {
-    Counts { pending: c.pending.saturating_add_signed(pending), parked: c.parked.saturating_add_signed(parked) }
+    Counts {
+        pending: c.pending.saturating_add_signed(pending),
+        parked: c.parked.saturating_add_signed(parked),
+    }
 }

@@ -28,7 +28,14 @@ impl Forwardable for Job {
 }
 
 fn open(dir: &std::path::Path) -> FjallOutbox {
-    FjallOutbox::open(dir, OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap()
+    FjallOutbox::open(
+        dir,
+        OutboxOptions {
+            min_free_disk: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn message(target: &str, retry: RetryPolicy, first_delay: Duration) -> NewMessage {
@@ -44,17 +51,24 @@ fn message(target: &str, retry: RetryPolicy, first_delay: Duration) -> NewMessag
 }
 
 fn scan_all(outbox: &FjallOutbox) -> Vec<StoredMessage> {
-    outbox.due(u64::MAX - 1, usize::MAX, &HashSet::new(), None).unwrap().messages
+    outbox
+        .due(u64::MAX - 1, usize::MAX, &HashSet::new(), None)
+        .unwrap()
+        .messages
 }
 
 #[tokio::test]
 async fn transient_failures_are_buffered_with_the_request_and_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let (mut svc, mut handle) = mock::spawn_layer::<Job, &'static str, _>(StoreForwardLayer::new(outbox.clone()));
+    let (mut svc, mut handle) =
+        mock::spawn_layer::<Job, &'static str, _>(StoreForwardLayer::new(outbox.clone()));
     handle.allow(1);
     assert!(svc.poll_ready().is_ready());
-    let job = Job { id: MessageId::new(), body: "order 7" };
+    let job = Job {
+        id: MessageId::new(),
+        body: "order 7",
+    };
     let call = svc.call(job.clone());
     let (seen, send) = handle.next_request().await.unwrap();
     assert_eq!(seen, job);
@@ -67,25 +81,52 @@ async fn transient_failures_are_buffered_with_the_request_and_its_id() {
     assert_eq!(stored[0].payload, serde_json::json!({"body": "order 7"}));
     assert_eq!(stored[0].last_error.as_deref(), Some("HTTP 503"));
     assert_eq!(stored[0].due_ms - stored[0].created_ms, 30_000);
-    assert_eq!(outbox.counts(), vec![(Category::External, "ERP".to_string(), Counts { pending: 1, parked: 0 })]);
+    assert_eq!(
+        outbox.counts(),
+        vec![(
+            Category::External,
+            "ERP".to_string(),
+            Counts {
+                pending: 1,
+                parked: 0
+            }
+        )]
+    );
 }
 
 #[tokio::test]
 async fn permanent_failures_and_successes_pass_through_unbuffered() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let (mut svc, mut handle) = mock::spawn_layer::<Job, &'static str, _>(StoreForwardLayer::new(outbox.clone()));
+    let (mut svc, mut handle) =
+        mock::spawn_layer::<Job, &'static str, _>(StoreForwardLayer::new(outbox.clone()));
     handle.allow(2);
 
     assert!(svc.poll_ready().is_ready());
-    let call = svc.call(Job { id: MessageId::new(), body: "a" });
-    handle.next_request().await.unwrap().1.send_error(Failure::permanent(codes::HTTP_STATUS, "HTTP 404").with_status(404));
+    let call = svc.call(Job {
+        id: MessageId::new(),
+        body: "a",
+    });
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_error(Failure::permanent(codes::HTTP_STATUS, "HTTP 404").with_status(404));
     let err = call.await.unwrap_err();
     assert_eq!(err.downcast_ref::<Failure>().unwrap().status, Some(404));
 
     assert!(svc.poll_ready().is_ready());
-    let call = svc.call(Job { id: MessageId::new(), body: "b" });
-    handle.next_request().await.unwrap().1.send_response("200 OK");
+    let call = svc.call(Job {
+        id: MessageId::new(),
+        body: "b",
+    });
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response("200 OK");
     assert_eq!(call.await.unwrap(), Delivery::Delivered("200 OK"));
 
     assert_eq!(outbox.pending_total(), 0);
@@ -97,8 +138,16 @@ async fn errors_without_a_classification_are_not_buffered() {
     // Only a classified transient Failure is buffered; the classify layer sits below.
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let svc = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async { Err::<(), BoxError>("raw error".into()) }));
-    let err = svc.oneshot(Job { id: MessageId::new(), body: "x" }).await.unwrap_err();
+    let svc = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async {
+        Err::<(), BoxError>("raw error".into())
+    }));
+    let err = svc
+        .oneshot(Job {
+            id: MessageId::new(),
+            body: "x",
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "raw error");
     assert_eq!(outbox.pending_total(), 0);
 }
@@ -106,13 +155,33 @@ async fn errors_without_a_classification_are_not_buffered() {
 #[tokio::test]
 async fn a_full_disk_refuses_new_messages_loudly() {
     let dir = tempfile::tempdir().unwrap();
-    let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: u64::MAX, ..Default::default() }).unwrap();
-    let svc = StoreForwardLayer::new(outbox.clone())
-        .layer(service_fn(|_: Job| async { Err::<(), BoxError>(Failure::transient(codes::CONNECTION, "refused").into()) }));
-    let err = svc.oneshot(Job { id: MessageId::new(), body: "x" }).await.unwrap_err();
+    let outbox = FjallOutbox::open(
+        dir.path(),
+        OutboxOptions {
+            min_free_disk: u64::MAX,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let svc = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async {
+        Err::<(), BoxError>(Failure::transient(codes::CONNECTION, "refused").into())
+    }));
+    let err = svc
+        .oneshot(Job {
+            id: MessageId::new(),
+            body: "x",
+        })
+        .await
+        .unwrap_err();
     let failure = err.downcast_ref::<Failure>().unwrap();
     assert_eq!(failure.code, codes::BUFFER_REFUSED);
-    assert!(failure.message.contains("store-and-forward refused the message"), "{}", failure.message);
+    assert!(
+        failure
+            .message
+            .contains("store-and-forward refused the message"),
+        "{}",
+        failure.message
+    );
     assert_eq!(outbox.pending_total(), 0);
 }
 
@@ -123,7 +192,15 @@ async fn concurrent_enqueues_share_syncs_and_all_land() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let outbox = outbox.clone();
-        tasks.push(tokio::spawn(async move { outbox.enqueue(message(if i % 2 == 0 { "A" } else { "B" }, RetryPolicy::default(), Duration::ZERO)).await }));
+        tasks.push(tokio::spawn(async move {
+            outbox
+                .enqueue(message(
+                    if i % 2 == 0 { "A" } else { "B" },
+                    RetryPolicy::default(),
+                    Duration::ZERO,
+                ))
+                .await
+        }));
     }
     let mut ids = HashSet::new();
     for t in tasks {
@@ -133,7 +210,10 @@ async fn concurrent_enqueues_share_syncs_and_all_land() {
     let stored: HashSet<_> = scan_all(&outbox).into_iter().map(|m| m.id).collect();
     assert_eq!(stored, ids);
     let counts = outbox.counts();
-    assert_eq!(counts.iter().map(|c| c.2.pending).collect::<Vec<_>>(), vec![100, 100]);
+    assert_eq!(
+        counts.iter().map(|c| c.2.pending).collect::<Vec<_>>(),
+        vec![100, 100]
+    );
 }
 
 /// Records when each delivery attempt happened and answers from a script of outcomes.
@@ -146,16 +226,39 @@ struct Target {
 
 impl Target {
     fn new(outcomes: Vec<Result<(), Failure>>, otherwise: Result<(), Failure>) -> Self {
-        Target { attempts: Arc::default(), outcomes: Arc::new(Mutex::new(outcomes.into())), otherwise }
+        Target {
+            attempts: Arc::default(),
+            outcomes: Arc::new(Mutex::new(outcomes.into())),
+            otherwise,
+        }
     }
 
-    fn service(&self) -> impl tower::Service<StoredMessage, Response = (), Error = BoxError, Future = impl Send + use<>> + Clone + Send + 'static + use<> {
+    fn service(
+        &self,
+    ) -> impl tower::Service<
+        StoredMessage,
+        Response = (),
+        Error = BoxError,
+        Future = impl Send + use<>,
+    >
+    + Clone
+    + Send
+    + 'static
+    + use<> {
         let me = self.clone();
         service_fn(move |m: StoredMessage| {
             let me = me.clone();
             async move {
-                me.attempts.lock().unwrap().push((m.id, tokio::time::Instant::now()));
-                let next = me.outcomes.lock().unwrap().pop_front().unwrap_or_else(|| me.otherwise.clone());
+                me.attempts
+                    .lock()
+                    .unwrap()
+                    .push((m.id, tokio::time::Instant::now()));
+                let next = me
+                    .outcomes
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(|| me.otherwise.clone());
                 next.map_err(BoxError::from)
             }
         })
@@ -185,17 +288,37 @@ async fn delivered_after_n_transient_failures_at_the_configured_interval() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
     let interval = Duration::from_secs(30);
-    let target = Target::new(vec![Err(unavailable()), Err(unavailable()), Err(unavailable())], Ok(()));
-    let _forwarder = Forwarder::new(outbox.clone(), target.service(), ForwarderOptions::default()).spawn();
+    let target = Target::new(
+        vec![Err(unavailable()), Err(unavailable()), Err(unavailable())],
+        Ok(()),
+    );
+    let _forwarder = Forwarder::new(
+        outbox.clone(),
+        target.service(),
+        ForwarderOptions::default(),
+    )
+    .spawn();
     let start = tokio::time::Instant::now();
-    let id = outbox.enqueue(message("ERP", RetryPolicy::new(5, interval), interval)).await.unwrap();
+    let id = outbox
+        .enqueue(message("ERP", RetryPolicy::new(5, interval), interval))
+        .await
+        .unwrap();
 
-    wait_until("delivered", || target.times().len() == 4 && outbox.pending_total() == 0).await;
+    wait_until("delivered", || {
+        target.times().len() == 4 && outbox.pending_total() == 0
+    })
+    .await;
     let times = target.times();
-    assert!(times[0] - start >= interval, "first retry waits one interval");
+    assert!(
+        times[0] - start >= interval,
+        "first retry waits one interval"
+    );
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= interval && gap < interval + Duration::from_secs(2), "gap {gap:?}");
+        assert!(
+            gap >= interval && gap < interval + Duration::from_secs(2),
+            "gap {gap:?}"
+        );
     }
     assert!(!outbox.is_pending(id).unwrap());
     assert!(outbox.list_parked(None, 10).unwrap().items.is_empty());
@@ -206,54 +329,126 @@ async fn always_failing_is_parked_after_max_retries_with_attempts_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
     let target = Target::new(vec![], Err(unavailable()));
-    let _forwarder = Forwarder::new(outbox.clone(), target.service(), ForwarderOptions::default()).spawn();
-    let id = outbox.enqueue(message("ERP", RetryPolicy::new(3, Duration::from_secs(10)), Duration::ZERO)).await.unwrap();
+    let _forwarder = Forwarder::new(
+        outbox.clone(),
+        target.service(),
+        ForwarderOptions::default(),
+    )
+    .spawn();
+    let id = outbox
+        .enqueue(message(
+            "ERP",
+            RetryPolicy::new(3, Duration::from_secs(10)),
+            Duration::ZERO,
+        ))
+        .await
+        .unwrap();
 
-    wait_until("parked", || outbox.counts().first().is_some_and(|c| c.2.parked == 1)).await;
+    wait_until("parked", || {
+        outbox.counts().first().is_some_and(|c| c.2.parked == 1)
+    })
+    .await;
     assert_eq!(target.times().len(), 3);
     let parked = outbox.get_parked(id).unwrap().unwrap();
     assert_eq!(parked.message.attempts, 3);
-    assert!(parked.reason.contains("retries exhausted after 3 attempt(s)"), "{}", parked.reason);
+    assert!(
+        parked
+            .reason
+            .contains("retries exhausted after 3 attempt(s)"),
+        "{}",
+        parked.reason
+    );
     assert!(parked.reason.contains("HTTP 503"));
     assert!(!outbox.is_pending(id).unwrap());
-    assert_eq!(outbox.counts()[0].2, Counts { pending: 0, parked: 1 });
+    assert_eq!(
+        outbox.counts()[0].2,
+        Counts {
+            pending: 0,
+            parked: 1
+        }
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_failure_during_retry_parks_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let bad_request = Failure::permanent(codes::HTTP_STATUS, "HTTP 400: order 7 does not exist").with_status(400);
+    let bad_request =
+        Failure::permanent(codes::HTTP_STATUS, "HTTP 400: order 7 does not exist").with_status(400);
     let target = Target::new(vec![Err(unavailable()), Err(bad_request)], Ok(()));
-    let _forwarder = Forwarder::new(outbox.clone(), target.service(), ForwarderOptions::default()).spawn();
-    let id = outbox.enqueue(message("ERP", RetryPolicy::new(10, Duration::from_secs(10)), Duration::ZERO)).await.unwrap();
+    let _forwarder = Forwarder::new(
+        outbox.clone(),
+        target.service(),
+        ForwarderOptions::default(),
+    )
+    .spawn();
+    let id = outbox
+        .enqueue(message(
+            "ERP",
+            RetryPolicy::new(10, Duration::from_secs(10)),
+            Duration::ZERO,
+        ))
+        .await
+        .unwrap();
 
     wait_until("parked", || outbox.get_parked(id).unwrap().is_some()).await;
     let parked = outbox.get_parked(id).unwrap().unwrap();
-    assert_eq!(target.times().len(), 2, "no retry after the permanent failure");
+    assert_eq!(
+        target.times().len(),
+        2,
+        "no retry after the permanent failure"
+    );
     assert_eq!(parked.message.attempts, 2);
-    assert_eq!(parked.reason, "permanent failure: HTTP 400: order 7 does not exist");
+    assert_eq!(
+        parked.reason,
+        "permanent failure: HTTP 400: order 7 does not exist"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_longer_retry_after_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let slow_down = Failure::transient(codes::HTTP_STATUS, "HTTP 429").with_status(429).with_retry_after(Some(Duration::from_secs(120)));
+    let slow_down = Failure::transient(codes::HTTP_STATUS, "HTTP 429")
+        .with_status(429)
+        .with_retry_after(Some(Duration::from_secs(120)));
     let target = Target::new(vec![Err(slow_down)], Ok(()));
-    let _forwarder = Forwarder::new(outbox.clone(), target.service(), ForwarderOptions::default()).spawn();
-    outbox.enqueue(message("ERP", RetryPolicy::new(5, Duration::from_secs(10)), Duration::ZERO)).await.unwrap();
+    let _forwarder = Forwarder::new(
+        outbox.clone(),
+        target.service(),
+        ForwarderOptions::default(),
+    )
+    .spawn();
+    outbox
+        .enqueue(message(
+            "ERP",
+            RetryPolicy::new(5, Duration::from_secs(10)),
+            Duration::ZERO,
+        ))
+        .await
+        .unwrap();
 
     wait_until("delivered", || target.times().len() == 2).await;
     let times = target.times();
-    assert!(times[1] - times[0] >= Duration::from_secs(120), "{:?}", times[1] - times[0]);
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(120),
+        "{:?}",
+        times[1] - times[0]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_failing_message_does_not_block_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let bad = outbox.enqueue(message("Down", RetryPolicy::new(1000, Duration::from_secs(5)), Duration::ZERO)).await.unwrap();
+    let bad = outbox
+        .enqueue(message(
+            "Down",
+            RetryPolicy::new(1000, Duration::from_secs(5)),
+            Duration::ZERO,
+        ))
+        .await
+        .unwrap();
     let delivered: Arc<Mutex<Vec<MessageId>>> = Arc::default();
     let seen = delivered.clone();
     let deliver = service_fn(move |m: StoredMessage| {
@@ -266,13 +461,32 @@ async fn one_failing_message_does_not_block_the_others() {
             Ok(())
         }
     });
-    let _forwarder = Forwarder::new(outbox.clone(), deliver, ForwarderOptions { concurrency: 2, ..Default::default() }).spawn();
+    let _forwarder = Forwarder::new(
+        outbox.clone(),
+        deliver,
+        ForwarderOptions {
+            concurrency: 2,
+            ..Default::default()
+        },
+    )
+    .spawn();
     let mut good = Vec::new();
     for _ in 0..20 {
-        good.push(outbox.enqueue(message("Up", RetryPolicy::default(), Duration::ZERO)).await.unwrap());
+        good.push(
+            outbox
+                .enqueue(message("Up", RetryPolicy::default(), Duration::ZERO))
+                .await
+                .unwrap(),
+        );
     }
-    wait_until("the good ones are delivered", || delivered.lock().unwrap().len() == 20).await;
-    assert!(outbox.is_pending(bad).unwrap(), "the failing one keeps retrying");
+    wait_until("the good ones are delivered", || {
+        delivered.lock().unwrap().len() == 20
+    })
+    .await;
+    assert!(
+        outbox.is_pending(bad).unwrap(),
+        "the failing one keeps retrying"
+    );
 }
 
 #[tokio::test]
@@ -281,21 +495,51 @@ async fn parked_messages_are_paged_retried_and_discarded() {
     let outbox = open(dir.path());
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let m = outbox.enqueue(message("ERP", RetryPolicy::new(0, Duration::ZERO), Duration::ZERO)).await.unwrap();
+        let m = outbox
+            .enqueue(message(
+                "ERP",
+                RetryPolicy::new(0, Duration::ZERO),
+                Duration::ZERO,
+            ))
+            .await
+            .unwrap();
         ids.push(m);
     }
     // Park them the way the forwarder does.
     for m in scan_all(&outbox) {
         let prev_due_ms = m.due_ms;
-        let parked = ParkedMessage { message: m, parked_ms: now_ms(), reason: "retries exhausted".into() };
-        outbox.apply(vec![OutboxEvent::Parked { parked, prev_due_ms }], false).await.unwrap();
+        let parked = ParkedMessage {
+            message: m,
+            parked_ms: now_ms(),
+            reason: "retries exhausted".into(),
+        };
+        outbox
+            .apply(
+                vec![OutboxEvent::Parked {
+                    parked,
+                    prev_due_ms,
+                }],
+                false,
+            )
+            .await
+            .unwrap();
     }
     assert!(scan_all(&outbox).is_empty());
 
     let first = outbox.list_parked(None, 2).unwrap();
-    assert_eq!(first.items.iter().map(|p| p.message.id).collect::<Vec<_>>(), ids[..2]);
+    assert_eq!(
+        first.items.iter().map(|p| p.message.id).collect::<Vec<_>>(),
+        ids[..2]
+    );
     let second = outbox.list_parked(first.next, 2).unwrap();
-    assert_eq!(second.items.iter().map(|p| p.message.id).collect::<Vec<_>>(), ids[2..4]);
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|p| p.message.id)
+            .collect::<Vec<_>>(),
+        ids[2..4]
+    );
     let last = outbox.list_parked(second.next, 2).unwrap();
     assert_eq!(last.items.len(), 1);
     assert_eq!(last.next, None);
@@ -306,22 +550,47 @@ async fn parked_messages_are_paged_retried_and_discarded() {
     assert_eq!((pending[0].id, pending[0].attempts), (ids[0], 0));
     outbox.discard_parked(ids[1]).await.unwrap();
     assert!(outbox.get_parked(ids[1]).unwrap().is_none());
-    assert_eq!(outbox.discard_parked(ids[1]).await, Err(OutboxError::NotFound(ids[1])));
-    assert_eq!(outbox.retry_parked(ids[0]).await, Err(OutboxError::NotFound(ids[0])));
-    assert_eq!(outbox.counts()[0].2, Counts { pending: 1, parked: 3 });
+    assert_eq!(
+        outbox.discard_parked(ids[1]).await,
+        Err(OutboxError::NotFound(ids[1]))
+    );
+    assert_eq!(
+        outbox.retry_parked(ids[0]).await,
+        Err(OutboxError::NotFound(ids[0]))
+    );
+    assert_eq!(
+        outbox.counts()[0].2,
+        Counts {
+            pending: 1,
+            parked: 3
+        }
+    );
 }
 
 #[tokio::test]
 async fn pending_work_and_counts_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let a = outbox.enqueue(message("ERP", RetryPolicy::default(), Duration::ZERO)).await.unwrap();
-    let b = outbox.enqueue(message("Mail", RetryPolicy::default(), Duration::from_secs(3600))).await.unwrap();
+    let a = outbox
+        .enqueue(message("ERP", RetryPolicy::default(), Duration::ZERO))
+        .await
+        .unwrap();
+    let b = outbox
+        .enqueue(message(
+            "Mail",
+            RetryPolicy::default(),
+            Duration::from_secs(3600),
+        ))
+        .await
+        .unwrap();
     outbox.close();
 
     let outbox = open(dir.path());
     assert_eq!(outbox.pending_total(), 2);
-    let due_now = outbox.due(now_ms(), 10, &HashSet::new(), None).unwrap().messages;
+    let due_now = outbox
+        .due(now_ms(), 10, &HashSet::new(), None)
+        .unwrap()
+        .messages;
     assert_eq!(due_now.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a]);
     assert!(outbox.is_pending(b).unwrap());
 
@@ -336,6 +605,9 @@ async fn pending_work_and_counts_survive_a_restart() {
         ForwarderOptions::default(),
     )
     .spawn();
-    wait_until("the due one is delivered after the restart", || delivered.lock().unwrap().contains(&a)).await;
+    wait_until("the due one is delivered after the restart", || {
+        delivered.lock().unwrap().contains(&a)
+    })
+    .await;
     assert_eq!(outbox.pending_total(), 1);
 }

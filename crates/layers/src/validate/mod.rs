@@ -92,7 +92,9 @@ pub struct ValidateLayer<V> {
 impl ValidateLayer<ParamsSchema> {
     /// Validates parameters against the request's own definitions.
     pub fn params() -> Self {
-        ValidateLayer { validator: ParamsSchema }
+        ValidateLayer {
+            validator: ParamsSchema,
+        }
     }
 }
 
@@ -156,14 +158,18 @@ mod tests {
 
     fn call(params: serde_json::Value) -> Call {
         Call {
-            defs: vec![ParamDef::required("id", Type::Integer), ParamDef::optional("note", Type::String)],
+            defs: vec![
+                ParamDef::required("id", Type::Integer),
+                ParamDef::optional("note", Type::String),
+            ],
             params,
         }
     }
 
     #[tokio::test]
     async fn valid_requests_reach_the_inner_service_unchanged() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Call, &'static str, _>(ValidateLayer::params());
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, &'static str, _>(ValidateLayer::params());
         handle.allow(1);
         assert!(svc.poll_ready().is_ready());
         let response = svc.call(call(json!({"id": 1})));
@@ -173,11 +179,18 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_requests_never_reach_it() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Call, &'static str, _>(ValidateLayer::params());
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, &'static str, _>(ValidateLayer::params());
         handle.allow(5);
         for (params, want) in [
-            (json!({}), "params.id: required parameter of type Integer is missing"),
-            (json!({"id": "1"}), r#"params.id: expected Integer, found String "1""#),
+            (
+                json!({}),
+                "params.id: required parameter of type Integer is missing",
+            ),
+            (
+                json!({"id": "1"}),
+                r#"params.id: expected Integer, found String "1""#,
+            ),
             (json!({"id": 1, "x": 2}), "params.x: unknown parameter"),
         ] {
             assert!(svc.poll_ready().is_ready());
@@ -185,12 +198,16 @@ mod tests {
             assert_eq!(err.downcast_ref::<Invalid>().unwrap().to_string(), want);
         }
         drop(svc);
-        assert!(handle.next_request().await.is_none(), "nothing reached the inner service");
+        assert!(
+            handle.next_request().await.is_none(),
+            "nothing reached the inner service"
+        );
     }
 
     #[tokio::test]
     async fn not_ready_inner_means_not_ready() {
-        let (mut svc, mut handle) = mock::spawn_layer::<Call, &'static str, _>(ValidateLayer::params());
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, &'static str, _>(ValidateLayer::params());
         handle.allow(0);
         assert!(svc.poll_ready().is_pending());
     }

@@ -82,7 +82,10 @@ impl<S> MethodCall<S> {
 
 impl<S> Service<ExternalCall> for MethodCall<S>
 where
-    S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = BoxError> + Clone + Send + 'static,
+    S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
 {
     type Response = Value;
@@ -96,7 +99,10 @@ where
     fn call(&mut self, call: ExternalCall) -> Self::Future {
         let what = format!("{}.{}", call.system.name, call.method);
         if let Some(reason) = &self.unusable {
-            let failure = Failure::permanent(codes::AUTH, format!("{what}: credentials unavailable: {reason}"));
+            let failure = Failure::permanent(
+                codes::AUTH,
+                format!("{what}: credentials unavailable: {reason}"),
+            );
             return Box::pin(async move { Err(failure.into()) });
         }
         let request = match build_request(&call) {
@@ -117,8 +123,14 @@ where
 fn build_request(call: &ExternalCall) -> Result<http::Request<Bytes>, Failure> {
     let base = call.system.def.base_url.trim_end_matches('/');
     let path = call.def.path.trim_start_matches('/');
-    let joined = if path.is_empty() { base.to_string() } else { format!("{base}/{path}") };
-    let mut url = url::Url::parse(&joined).map_err(|e| Failure::permanent(codes::CONNECTION, format!("invalid URL `{joined}`: {e}")))?;
+    let joined = if path.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{path}")
+    };
+    let mut url = url::Url::parse(&joined).map_err(|e| {
+        Failure::permanent(codes::CONNECTION, format!("invalid URL `{joined}`: {e}"))
+    })?;
     let method = call.def.http_method;
     let mut body = Bytes::new();
     if method.params_in_query() {
@@ -142,17 +154,28 @@ fn build_request(call: &ExternalCall) -> Result<http::Request<Bytes>, Failure> {
             }
         }
     } else {
-        body = Bytes::from(serde_json::to_vec(&call.params).map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?);
+        body = Bytes::from(
+            serde_json::to_vec(&call.params)
+                .map_err(|e| Failure::permanent(codes::INVALID_PARAMS, e.to_string()))?,
+        );
     }
-    let mut builder = http::Request::builder().method(method.as_http()).uri(url.as_str()).header(http::header::ACCEPT, "application/json");
+    let mut builder = http::Request::builder()
+        .method(method.as_http())
+        .uri(url.as_str())
+        .header(http::header::ACCEPT, "application/json");
     if !method.params_in_query() {
         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
     }
     if let Some(id) = call.id {
         builder = builder.header("idempotency-key", id.to_string());
     }
-    let mut request = builder.body(body).map_err(|e| Failure::permanent(codes::CONNECTION, format!("cannot build the request: {e}")))?;
-    request.extensions_mut().insert(Budget { timeout: Some(call.system.def.timeout), deadline: call.deadline });
+    let mut request = builder.body(body).map_err(|e| {
+        Failure::permanent(codes::CONNECTION, format!("cannot build the request: {e}"))
+    })?;
+    request.extensions_mut().insert(Budget {
+        timeout: Some(call.system.def.timeout),
+        deadline: call.deadline,
+    });
     Ok(request)
 }
 
@@ -169,11 +192,21 @@ fn decode(body: &Bytes, returns: Option<&switchyard_core::types::Type>) -> Resul
     let value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(body).map_err(|e| Failure::permanent(codes::BAD_RESPONSE, format!("the response is not JSON: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            Failure::permanent(
+                codes::BAD_RESPONSE,
+                format!("the response is not JSON: {e}"),
+            )
+        })?
     };
     if let Some(ty) = returns {
         ty.validate("response", &value, Strictness::AllowExtra)
-            .map_err(|e| Failure::permanent(codes::RETURN_MISMATCH, format!("the response does not match `{ty}`: {e}")))?;
+            .map_err(|e| {
+                Failure::permanent(
+                    codes::RETURN_MISMATCH,
+                    format!("the response does not match `{ty}`: {e}"),
+                )
+            })?;
     }
     Ok(value)
 }
@@ -186,11 +219,33 @@ mod tests {
     #[test]
     fn responses_are_decoded_and_checked() {
         assert_eq!(decode(&Bytes::from_static(b""), None).unwrap(), Value::Null);
-        assert_eq!(decode(&Bytes::from_static(b"{\"a\":1,\"b\":2}"), Some(&Type::parse("Object{a: Integer}").unwrap())).unwrap(), json!({"a": 1, "b": 2}));
+        assert_eq!(
+            decode(
+                &Bytes::from_static(b"{\"a\":1,\"b\":2}"),
+                Some(&Type::parse("Object{a: Integer}").unwrap())
+            )
+            .unwrap(),
+            json!({"a": 1, "b": 2})
+        );
         let err = decode(&Bytes::from_static(b"<html>"), None).unwrap_err();
-        assert_eq!((err.code.as_str(), err.class), (codes::BAD_RESPONSE, switchyard_core::FailureClass::Permanent));
-        let err = decode(&Bytes::from_static(b"{\"a\":\"x\"}"), Some(&Type::parse("Object{a: Integer}").unwrap())).unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.class),
+            (
+                codes::BAD_RESPONSE,
+                switchyard_core::FailureClass::Permanent
+            )
+        );
+        let err = decode(
+            &Bytes::from_static(b"{\"a\":\"x\"}"),
+            Some(&Type::parse("Object{a: Integer}").unwrap()),
+        )
+        .unwrap_err();
         assert_eq!(err.code, codes::RETURN_MISMATCH);
-        assert!(err.message.contains(r#"response.a: expected Integer, found String "x""#), "{}", err.message);
+        assert!(
+            err.message
+                .contains(r#"response.a: expected Integer, found String "x""#),
+            "{}",
+            err.message
+        );
     }
 }

@@ -44,7 +44,10 @@ pub struct SystemClient {
 
 impl std::fmt::Debug for SystemClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemClient").field("name", &self.name).field("credentials", &self.credentials).finish()
+        f.debug_struct("SystemClient")
+            .field("name", &self.name)
+            .field("credentials", &self.credentials)
+            .finish()
     }
 }
 
@@ -59,7 +62,9 @@ fn credentials(def: &ExternalSystemDef, base_dir: &Path) -> Result<Credentials, 
     match &def.auth {
         HttpAuth::None => Ok(Credentials::none()),
         HttpAuth::ApiKey { header, key } => Credentials::api_key(header, &key.resolve(base_dir)?),
-        HttpAuth::Basic { username, password } => Credentials::basic(username, &password.resolve(base_dir)?),
+        HttpAuth::Basic { username, password } => {
+            Credentials::basic(username, &password.resolve(base_dir)?)
+        }
         HttpAuth::Bearer { token } => Credentials::bearer(&token.resolve(base_dir)?),
     }
 }
@@ -67,7 +72,11 @@ fn credentials(def: &ExternalSystemDef, base_dir: &Path) -> Result<Credentials, 
 impl ExternalGateway {
     /// Prepares every system. A secret that cannot be read makes that system's calls
     /// fail with a message naming it (the deployment itself still goes live).
-    pub fn new(defs: &BTreeMap<String, ExternalSystemDef>, base_dir: &Path, outbox: FjallOutbox) -> ExternalGateway {
+    pub fn new(
+        defs: &BTreeMap<String, ExternalSystemDef>,
+        base_dir: &Path,
+        outbox: FjallOutbox,
+    ) -> ExternalGateway {
         let mut systems = HashMap::new();
         for (name, def) in defs {
             let credentials = credentials(def, base_dir);
@@ -75,34 +84,80 @@ impl ExternalGateway {
                 tracing::warn!(system = %name, error = %e, "external system credentials unavailable");
             }
             let transport = Reqwest::new(def.timeout);
-            systems.insert(name.clone(), Arc::new(SystemClient { name: name.clone(), def: def.clone(), transport, credentials }));
+            systems.insert(
+                name.clone(),
+                Arc::new(SystemClient {
+                    name: name.clone(),
+                    def: def.clone(),
+                    transport,
+                    credentials,
+                }),
+            );
         }
-        ExternalGateway { systems: Arc::new(systems), outbox }
+        ExternalGateway {
+            systems: Arc::new(systems),
+            outbox,
+        }
     }
 
-    fn request(&self, system: &str, method: &str, params: Value, id: Option<MessageId>, deadline: Option<Deadline>) -> Result<ExternalCall, Failure> {
-        let client = self.systems.get(system).ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no external system named `{system}`")))?;
-        let method_def = client
-            .def
-            .methods
-            .get(method)
-            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("external system `{system}` has no method `{method}`")))?;
-        Ok(ExternalCall { id, system: client.clone(), method: method.to_string(), def: Arc::new(method_def.clone()), params, deadline })
+    fn request(
+        &self,
+        system: &str,
+        method: &str,
+        params: Value,
+        id: Option<MessageId>,
+        deadline: Option<Deadline>,
+    ) -> Result<ExternalCall, Failure> {
+        let client = self.systems.get(system).ok_or_else(|| {
+            Failure::permanent(
+                codes::NOT_FOUND,
+                format!("no external system named `{system}`"),
+            )
+        })?;
+        let method_def = client.def.methods.get(method).ok_or_else(|| {
+            Failure::permanent(
+                codes::NOT_FOUND,
+                format!("external system `{system}` has no method `{method}`"),
+            )
+        })?;
+        Ok(ExternalCall {
+            id,
+            system: client.clone(),
+            method: method.to_string(),
+            def: Arc::new(method_def.clone()),
+            params,
+            deadline,
+        })
     }
 
     /// `ExternalSystem.Call`: synchronous; every failure goes back to the caller.
-    pub async fn call(&self, system: &str, method: &str, params: Value, deadline: Option<Deadline>) -> Result<Value, Failure> {
+    pub async fn call(
+        &self,
+        system: &str,
+        method: &str,
+        params: Value,
+        deadline: Option<Deadline>,
+    ) -> Result<Value, Failure> {
         let request = self.request(system, method, params, None, deadline)?;
         let stack = ServiceBuilder::new()
             // Nothing leaves the site that does not match the method's definition.
             .layer(ValidateLayer::params())
             .service(direct(&request.system));
-        stack.oneshot(request).await.map_err(|e| into_failure(e, system, method))
+        stack
+            .oneshot(request)
+            .await
+            .map_err(|e| into_failure(e, system, method))
     }
 
     /// `ExternalSystem.CachedCall`: a transient failure is buffered (the caller does not
     /// wait); a permanent one comes back. The response of a success is discarded.
-    pub async fn cached_call(&self, system: &str, method: &str, params: Value, deadline: Option<Deadline>) -> Result<Option<MessageId>, Failure> {
+    pub async fn cached_call(
+        &self,
+        system: &str,
+        method: &str,
+        params: Value,
+        deadline: Option<Deadline>,
+    ) -> Result<Option<MessageId>, Failure> {
         let request = self.request(system, method, params, Some(MessageId::new()), deadline)?;
         let stack = ServiceBuilder::new()
             // Invalid calls are refused before anything is stored.
@@ -124,13 +179,30 @@ impl ExternalGateway {
         let method = message.payload["method"].as_str().unwrap_or_default();
         let params = message.payload.get("params").cloned().unwrap_or(json!({}));
         let request = self.request(system, method, params, Some(message.id), None)?;
-        direct(&request.system).oneshot(request).await.map(|_| ()).map_err(|e| into_failure(e, system, method))
+        direct(&request.system)
+            .oneshot(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| into_failure(e, system, method))
     }
 }
 
 /// The stack below store-and-forward: method call (URL, encoding, decoding, `returns`)
 /// over classify → deadline → credentials → reqwest.
-fn direct(system: &SystemClient) -> MethodCall<impl tower::Service<http::Request<bytes::Bytes>, Response = http::Response<bytes::Bytes>, Error = BoxError, Future: Send> + Clone + Send + 'static + use<>> {
+fn direct(
+    system: &SystemClient,
+) -> MethodCall<
+    impl tower::Service<
+        http::Request<bytes::Bytes>,
+        Response = http::Response<bytes::Bytes>,
+        Error = BoxError,
+        Future: Send,
+    >
+    + Clone
+    + Send
+    + 'static
+    + use<>,
+> {
     let credentials = system.credentials.clone().unwrap_or_default();
     let http = ServiceBuilder::new()
         // Statuses and transport errors become transient or permanent failures.
@@ -145,8 +217,15 @@ fn direct(system: &SystemClient) -> MethodCall<impl tower::Service<http::Request
 
 fn into_failure(err: BoxError, system: &str, method: &str) -> Failure {
     if let Some(invalid) = err.downcast_ref::<Invalid>() {
-        return Failure::permanent(codes::INVALID_PARAMS, format!("{system}.{method}: {invalid}"));
+        return Failure::permanent(
+            codes::INVALID_PARAMS,
+            format!("{system}.{method}: {invalid}"),
+        );
     }
     let failure = switchyard_core::classify::any_error(&*err);
-    if failure.message.starts_with(&format!("{system}.{method}")) { failure } else { failure.context(format!("{system}.{method}")) }
+    if failure.message.starts_with(&format!("{system}.{method}")) {
+        failure
+    } else {
+        failure.context(format!("{system}.{method}"))
+    }
 }

@@ -56,7 +56,10 @@ impl Service<http::Request<Bytes>> for Reqwest {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                     return Err(switchyard_core::Failure::permanent(
                         switchyard_core::error::codes::BAD_RESPONSE,
-                        format!("the response is larger than {} MiB", MAX_RESPONSE_BYTES >> 20),
+                        format!(
+                            "the response is larger than {} MiB",
+                            MAX_RESPONSE_BYTES >> 20
+                        ),
                     )
                     .into());
                 }

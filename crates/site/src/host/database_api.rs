@@ -17,8 +17,15 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<DatabaseApi>("Database");
     ConnectionApi::register(engine);
     engine.register_fn("Connection", connection);
-    engine.register_fn("CachedWrite", |api: DatabaseApi, name: &str, sql: &str, params: Array| cached_write(&api, name, sql, params));
-    engine.register_fn("CachedWrite", |api: DatabaseApi, name: &str, sql: &str| cached_write(&api, name, sql, Array::new()));
+    engine.register_fn(
+        "CachedWrite",
+        |api: DatabaseApi, name: &str, sql: &str, params: Array| {
+            cached_write(&api, name, sql, params)
+        },
+    );
+    engine.register_fn("CachedWrite", |api: DatabaseApi, name: &str, sql: &str| {
+        cached_write(&api, name, sql, Array::new())
+    });
 }
 
 fn connection(api: DatabaseApi, name: &str) -> Result<ConnectionApi> {
@@ -28,9 +35,16 @@ fn connection(api: DatabaseApi, name: &str) -> Result<ConnectionApi> {
         .databases
         .get(name)
         .cloned()
-        .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no database connection named `{name}`")))
+        .ok_or_else(|| {
+            Failure::permanent(
+                codes::NOT_FOUND,
+                format!("no database connection named `{name}`"),
+            )
+        })
         .map_err(|f| failure_error(&f))?;
-    ctx.connections.open(&pool, &ctx.handle, ctx.deadline).map_err(|f| failure_error(&f))
+    ctx.connections
+        .open(&pool, &ctx.handle, ctx.deadline)
+        .map_err(|f| failure_error(&f))
 }
 
 /// Runs the write through the cached-write stack: written now, or buffered when the
@@ -38,7 +52,12 @@ fn connection(api: DatabaseApi, name: &str) -> Result<ConnectionApi> {
 fn cached_write(api: &DatabaseApi, name: &str, sql: &str, values: Array) -> Result<Dynamic> {
     let ctx = &api.0;
     let values = sql_params(values)?;
-    match ctx.handle.block_on(ctx.runtime.cached_writes.cached_write(name, sql, values, Some(ctx.deadline))) {
+    match ctx.handle.block_on(ctx.runtime.cached_writes.cached_write(
+        name,
+        sql,
+        values,
+        Some(ctx.deadline),
+    )) {
         Ok(buffered) => {
             if let Some(id) = buffered {
                 tracing::info!(target: "switchyard::event", script = %ctx.source, database = name, %id, "database write buffered for retry");

@@ -13,27 +13,56 @@ type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
 pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<ExternalSystemApi>("ExternalSystem");
-    engine.register_fn("Call", |api: ExternalSystemApi, system: &str, method: &str, params: Map| call(&api, system, method, params));
-    engine.register_fn("Call", |api: ExternalSystemApi, system: &str, method: &str| call(&api, system, method, Map::new()));
-    engine.register_fn("CachedCall", |api: ExternalSystemApi, system: &str, method: &str, params: Map| cached_call(&api, system, method, params));
-    engine.register_fn("CachedCall", |api: ExternalSystemApi, system: &str, method: &str| cached_call(&api, system, method, Map::new()));
+    engine.register_fn(
+        "Call",
+        |api: ExternalSystemApi, system: &str, method: &str, params: Map| {
+            call(&api, system, method, params)
+        },
+    );
+    engine.register_fn(
+        "Call",
+        |api: ExternalSystemApi, system: &str, method: &str| call(&api, system, method, Map::new()),
+    );
+    engine.register_fn(
+        "CachedCall",
+        |api: ExternalSystemApi, system: &str, method: &str, params: Map| {
+            cached_call(&api, system, method, params)
+        },
+    );
+    engine.register_fn(
+        "CachedCall",
+        |api: ExternalSystemApi, system: &str, method: &str| {
+            cached_call(&api, system, method, Map::new())
+        },
+    );
 }
 
 fn call(api: &ExternalSystemApi, system: &str, method: &str, params: Map) -> Result<Dynamic> {
     let params = json_arg(&Dynamic::from_map(params), "params")?;
     let ctx = &api.0;
     let gateway = &ctx.runtime.external;
-    match ctx.handle.block_on(gateway.call(system, method, params, Some(ctx.deadline))) {
+    match ctx
+        .handle
+        .block_on(gateway.call(system, method, params, Some(ctx.deadline)))
+    {
         Ok(value) => Ok(to_dynamic(&value)),
         Err(failure) => Err(failure_error(&failure)),
     }
 }
 
-fn cached_call(api: &ExternalSystemApi, system: &str, method: &str, params: Map) -> Result<Dynamic> {
+fn cached_call(
+    api: &ExternalSystemApi,
+    system: &str,
+    method: &str,
+    params: Map,
+) -> Result<Dynamic> {
     let params = json_arg(&Dynamic::from_map(params), "params")?;
     let ctx = &api.0;
     let gateway = &ctx.runtime.external;
-    match ctx.handle.block_on(gateway.cached_call(system, method, params, Some(ctx.deadline))) {
+    match ctx
+        .handle
+        .block_on(gateway.cached_call(system, method, params, Some(ctx.deadline)))
+    {
         Ok(buffered) => {
             if let Some(id) = buffered {
                 tracing::info!(target: "switchyard::event", script = %ctx.source, system, method, %id, "external call buffered for retry");

@@ -26,7 +26,9 @@ use rhai::{AST, Dynamic, Engine, Scope};
 use serde_json::Value;
 use std::sync::Arc;
 use switchyard_core::Deadline;
-use switchyard_core::script::{ConnectionTracker, LogApi, ScriptError, ScriptLimits, from_dynamic, new_engine, to_dynamic};
+use switchyard_core::script::{
+    ConnectionTracker, LogApi, ScriptError, ScriptLimits, from_dynamic, new_engine, to_dynamic,
+};
 
 /// The site's engine: the sandbox plus the site script API.
 pub fn site_engine(limits: &ScriptLimits) -> Engine {
@@ -53,8 +55,21 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
-    pub(crate) fn new(runtime: Arc<Runtime>, handle: tokio::runtime::Handle, deadline: Deadline, instance: Option<Arc<Instance>>, source: &str) -> Arc<RunContext> {
-        Arc::new(RunContext { runtime, handle, deadline, instance, source: source.into(), connections: Arc::default() })
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        handle: tokio::runtime::Handle,
+        deadline: Deadline,
+        instance: Option<Arc<Instance>>,
+        source: &str,
+    ) -> Arc<RunContext> {
+        Arc::new(RunContext {
+            runtime,
+            handle,
+            deadline,
+            instance,
+            source: source.into(),
+            connections: Arc::default(),
+        })
     }
 
     /// Ends the run: connections go back to their pools, open transactions rolled back.
@@ -71,13 +86,28 @@ pub(crate) fn run(ctx: &Arc<RunContext>, ast: &AST, params: &Value) -> Result<Va
         scope.push_constant("Instance", instance_api::InstanceApi(ctx.clone()));
     }
     scope.push_constant("Shared", shared_api::SharedApi(ctx.clone()));
-    scope.push_constant("ExternalSystem", external_api::ExternalSystemApi(ctx.clone()));
+    scope.push_constant(
+        "ExternalSystem",
+        external_api::ExternalSystemApi(ctx.clone()),
+    );
     scope.push_constant("Notify", notify_api::NotifyApi(ctx.clone()));
     scope.push_constant("Database", database_api::DatabaseApi(ctx.clone()));
-    scope.push_constant("Log", LogApi { source: ctx.source.clone() });
+    scope.push_constant(
+        "Log",
+        LogApi {
+            source: ctx.source.clone(),
+        },
+    );
     let budget = ctx.deadline.remaining();
-    match ctx.runtime.services.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast) {
-        Ok(value) => from_dynamic(&value).map_err(|e| ScriptError::Runtime { message: format!("the script's return value: {e}") }),
+    match ctx
+        .runtime
+        .services
+        .engine
+        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
+    {
+        Ok(value) => from_dynamic(&value).map_err(|e| ScriptError::Runtime {
+            message: format!("the script's return value: {e}"),
+        }),
         Err(e) => Err(ScriptError::from_eval(&e, budget)),
     }
 }

@@ -19,13 +19,21 @@ pub(crate) struct NotifyTarget {
 pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<NotifyApi>("Notify");
     engine.register_type_with_name::<NotifyTarget>("NotificationList");
-    engine.register_fn("To", |api: NotifyApi, list: &str| NotifyTarget { ctx: api.0.clone(), list: list.to_string() });
+    engine.register_fn("To", |api: NotifyApi, list: &str| NotifyTarget {
+        ctx: api.0.clone(),
+        list: list.to_string(),
+    });
     engine.register_fn("Send", send);
 }
 
 fn send(target: NotifyTarget, subject: &str, message: &str) -> Result<Dynamic, Box<EvalAltResult>> {
     let ctx = &target.ctx;
-    match ctx.handle.block_on(ctx.runtime.notifier.send(&target.list, subject, message, Some(ctx.deadline))) {
+    match ctx.handle.block_on(ctx.runtime.notifier.send(
+        &target.list,
+        subject,
+        message,
+        Some(ctx.deadline),
+    )) {
         Ok(buffered) => {
             if let Some(id) = buffered {
                 tracing::info!(target: "switchyard::event", script = %ctx.source, list = %target.list, %id, "notification buffered for retry");

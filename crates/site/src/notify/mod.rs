@@ -25,7 +25,9 @@ use switchyard_core::config::{NotificationListDef, SmtpDef};
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
 use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
-use switchyard_layers::store_forward::{Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage};
+use switchyard_layers::store_forward::{
+    Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
+};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -82,24 +84,46 @@ pub struct Notifier {
 
 impl Notifier {
     /// Prepares SMTP (if configured) and the lists (`[6.1-1-rt]`, `[6.2-2]`).
-    pub fn new(smtp: Option<&SmtpDef>, lists: &BTreeMap<String, NotificationListDef>, base_dir: &Path, outbox: FjallOutbox) -> Notifier {
+    pub fn new(
+        smtp: Option<&SmtpDef>,
+        lists: &BTreeMap<String, NotificationListDef>,
+        base_dir: &Path,
+        outbox: FjallOutbox,
+    ) -> Notifier {
         let sender = smtp.map(|def| Arc::new(SmtpSender::new(def.clone(), base_dir)));
-        Notifier { sender, lists: Arc::new(lists.clone()), outbox }
+        Notifier {
+            sender,
+            lists: Arc::new(lists.clone()),
+            outbox,
+        }
     }
 
     fn sender(&self) -> Result<&Arc<SmtpSender>, Failure> {
-        self.sender.as_ref().ok_or_else(|| Failure::permanent(codes::SMTP, "no [smtp] settings are deployed to this site"))
+        self.sender.as_ref().ok_or_else(|| {
+            Failure::permanent(codes::SMTP, "no [smtp] settings are deployed to this site")
+        })
     }
 
     /// `Notify.To(list).Send(subject, message)`: `None` when delivered, the message id
     /// when buffered; permanent failures come back.
-    pub async fn send(&self, list: &str, subject: &str, message: &str, deadline: Option<Deadline>) -> Result<Option<MessageId>, Failure> {
+    pub async fn send(
+        &self,
+        list: &str,
+        subject: &str,
+        message: &str,
+        deadline: Option<Deadline>,
+    ) -> Result<Option<MessageId>, Failure> {
         let sender = self.sender()?.clone();
         // The list resolves to its recipients here, at the site (`[6.1-2-rt]`).
         let recipients = self
             .lists
             .get(list)
-            .ok_or_else(|| Failure::permanent(codes::NOT_FOUND, format!("no notification list named `{list}`")))?
+            .ok_or_else(|| {
+                Failure::permanent(
+                    codes::NOT_FOUND,
+                    format!("no notification list named `{list}`"),
+                )
+            })?
             .recipients
             .clone();
         let email = Email {
@@ -119,7 +143,10 @@ impl Notifier {
         match stack.oneshot(email).await {
             Ok(Delivery::Delivered(())) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
-            Err(e) => Err(switchyard_core::classify::any_error(&*e).context(format!("Notify.To(\"{list}\")"))),
+            Err(e) => {
+                Err(switchyard_core::classify::any_error(&*e)
+                    .context(format!("Notify.To(\"{list}\")")))
+            }
         }
     }
 
@@ -127,10 +154,19 @@ impl Notifier {
     /// e-mail was buffered with.
     pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
         let sender = self.sender()?.clone();
-        let text = |key: &str| message.payload[key].as_str().unwrap_or_default().to_string();
+        let text = |key: &str| {
+            message.payload[key]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
         let recipients = message.payload["recipients"]
             .as_array()
-            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let email = Email {
             id: message.id,
@@ -142,16 +178,23 @@ impl Notifier {
             retry: message.retry,
             timeout: sender.def().timeout,
         };
-        direct(&sender).oneshot(email).await.map_err(|e| switchyard_core::classify::any_error(&*e))
+        direct(&sender)
+            .oneshot(email)
+            .await
+            .map_err(|e| switchyard_core::classify::any_error(&*e))
     }
 }
 
 /// The stack below store-and-forward.
-fn direct(sender: &Arc<SmtpSender>) -> impl tower::Service<Email, Response = (), Error = BoxError, Future: Send> + Send + use<> {
+fn direct(
+    sender: &Arc<SmtpSender>,
+) -> impl tower::Service<Email, Response = (), Error = BoxError, Future: Send> + Send + use<> {
     ServiceBuilder::new()
         // The SMTP timeout, capped by the script's deadline.
         .layer(EnforceDeadlineLayer::new(None))
         // Never more sessions than max_connections (`CD-NS-7`), however many scripts send.
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(sender.sessions()))
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(
+            sender.sessions(),
+        ))
         .service(smtp::SendEmail(sender.clone()))
 }

@@ -4,9 +4,9 @@
 //! and the token never appear in logs or errors.
 
 use std::time::Duration;
+use switchyard_core::Failure;
 use switchyard_core::config::Secret;
 use switchyard_core::error::codes;
-use switchyard_core::Failure;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -31,7 +31,10 @@ pub struct TokenSource {
 
 impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSource").field("endpoint", &self.endpoint).field("client_id", &self.client_id).finish()
+        f.debug_struct("TokenSource")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .finish()
     }
 }
 
@@ -44,11 +47,25 @@ struct TokenResponse {
 
 impl TokenSource {
     /// A source for `tenant` at `authority`.
-    pub fn new(authority: &str, tenant: &str, client_id: &str, client_secret: Result<Secret, String>, scope: &str, timeout: Duration) -> TokenSource {
+    pub fn new(
+        authority: &str,
+        tenant: &str,
+        client_id: &str,
+        client_secret: Result<Secret, String>,
+        scope: &str,
+        timeout: Duration,
+    ) -> TokenSource {
         switchyard_core::tls::install_crypto_provider();
-        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_else(|_| reqwest::Client::new());
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
         TokenSource {
-            endpoint: format!("{}/{}/oauth2/v2.0/token", authority.trim_end_matches('/'), tenant),
+            endpoint: format!(
+                "{}/{}/oauth2/v2.0/token",
+                authority.trim_end_matches('/'),
+                tenant
+            ),
             client_id: client_id.to_string(),
             client_secret,
             scope: scope.to_string(),
@@ -68,10 +85,11 @@ impl TokenSource {
     /// share one fetch.
     pub async fn token(&self, refresh: bool) -> Result<Secret, Failure> {
         let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref() {
-            if !refresh && Instant::now() < token.refresh_at {
-                return Ok(token.value.clone());
-            }
+        if let Some(token) = cached.as_ref()
+            && !refresh
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
         }
         let token = self.fetch().await?;
         let value = token.value.clone();
@@ -89,46 +107,83 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Token, Failure> {
-        let secret = self.client_secret.as_ref().map_err(|e| Failure::permanent(codes::AUTH, format!("OAuth2 client secret unavailable: {e}")))?;
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let secret = self.client_secret.as_ref().map_err(|e| {
+            Failure::permanent(
+                codes::AUTH,
+                format!("OAuth2 client secret unavailable: {e}"),
+            )
+        })?;
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
             ("client_secret", secret.expose()),
             ("scope", self.scope.as_str()),
         ];
-        let body = serde_urlencoded::to_string(form).map_err(|e| Failure::permanent(codes::AUTH, e.to_string()))?;
+        let body = serde_urlencoded::to_string(form)
+            .map_err(|e| Failure::permanent(codes::AUTH, e.to_string()))?;
         let response = self
             .http
             .post(&self.endpoint)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body)
             .send()
             .await
             .map_err(|e| {
                 // reqwest errors name the URL, never the form body.
                 let f = switchyard_core::classify::reqwest_error(&e.without_url());
-                Failure { message: format!("OAuth2 token endpoint {} unreachable: {}", self.endpoint, f.message), ..f }
+                Failure {
+                    message: format!(
+                        "OAuth2 token endpoint {} unreachable: {}",
+                        self.endpoint, f.message
+                    ),
+                    ..f
+                }
             })?;
         let status = response.status().as_u16();
         match status {
             200..=299 => {}
             400 | 401 => {
-                return Err(Failure::permanent(codes::AUTH, format!("the OAuth2 token endpoint refused the client credentials (HTTP {status})")).with_status(status));
+                return Err(Failure::permanent(
+                    codes::AUTH,
+                    format!(
+                        "the OAuth2 token endpoint refused the client credentials (HTTP {status})"
+                    ),
+                )
+                .with_status(status));
             }
             408 | 429 | 500..=599 => {
-                return Err(Failure::transient(codes::AUTH, format!("the OAuth2 token endpoint is unavailable (HTTP {status})")).with_status(status));
+                return Err(Failure::transient(
+                    codes::AUTH,
+                    format!("the OAuth2 token endpoint is unavailable (HTTP {status})"),
+                )
+                .with_status(status));
             }
-            _ => return Err(Failure::permanent(codes::AUTH, format!("the OAuth2 token endpoint answered HTTP {status}")).with_status(status)),
+            _ => {
+                return Err(Failure::permanent(
+                    codes::AUTH,
+                    format!("the OAuth2 token endpoint answered HTTP {status}"),
+                )
+                .with_status(status));
+            }
         }
-        let token: TokenResponse = response
-            .json()
-            .await
-            .map_err(|_| Failure::transient(codes::AUTH, "the OAuth2 token endpoint sent an unreadable answer"))?;
+        let token: TokenResponse = response.json().await.map_err(|_| {
+            Failure::transient(
+                codes::AUTH,
+                "the OAuth2 token endpoint sent an unreadable answer",
+            )
+        })?;
         let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
         // Renew before it lapses: a minute early, or a fifth of a short lifetime.
         let margin = Duration::from_secs(60).min(lifetime / 5);
         tracing::debug!(lifetime = ?lifetime, "fetched an OAuth2 token for SMTP");
-        Ok(Token { value: Secret::new(token.access_token), refresh_at: Instant::now() + lifetime - margin })
+        Ok(Token {
+            value: Secret::new(token.access_token),
+            refresh_at: Instant::now() + lifetime - margin,
+        })
     }
 }

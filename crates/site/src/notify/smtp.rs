@@ -7,9 +7,9 @@ use super::oauth::TokenSource;
 use futures::future::BoxFuture;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::path::Path;
 use std::sync::Arc;
@@ -38,7 +38,10 @@ pub struct SmtpSender {
 
 impl std::fmt::Debug for SmtpSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpSender").field("host", &self.def.host).field("port", &self.def.port).finish()
+        f.debug_struct("SmtpSender")
+            .field("host", &self.def.host)
+            .field("port", &self.def.port)
+            .finish()
     }
 }
 
@@ -49,13 +52,33 @@ impl SmtpSender {
         switchyard_core::tls::install_crypto_provider();
         let auth = match &def.auth {
             SmtpAuth::None => Auth::None,
-            SmtpAuth::Basic { username, password } => Auth::Basic(password.resolve(base_dir).map(|p| Credentials::new(username.clone(), p.expose().to_string()))),
-            SmtpAuth::Oauth2 { tenant, client_id, client_secret, authority, scope } => {
-                Auth::OAuth2(TokenSource::new(authority, tenant, client_id, client_secret.resolve(base_dir), scope, def.timeout))
-            }
+            SmtpAuth::Basic { username, password } => Auth::Basic(
+                password
+                    .resolve(base_dir)
+                    .map(|p| Credentials::new(username.clone(), p.expose().to_string())),
+            ),
+            SmtpAuth::Oauth2 {
+                tenant,
+                client_id,
+                client_secret,
+                authority,
+                scope,
+            } => Auth::OAuth2(TokenSource::new(
+                authority,
+                tenant,
+                client_id,
+                client_secret.resolve(base_dir),
+                scope,
+                def.timeout,
+            )),
         };
         let sessions = Arc::new(Semaphore::new(def.max_connections.max(1) as usize));
-        SmtpSender { def, auth, transport: Mutex::new(None), sessions }
+        SmtpSender {
+            def,
+            auth,
+            transport: Mutex::new(None),
+            sessions,
+        }
     }
 
     /// The definition.
@@ -76,7 +99,11 @@ impl SmtpSender {
         }
     }
 
-    fn build(&self, credentials: Option<Credentials>, mechanisms: Vec<Mechanism>) -> Result<Transport, Failure> {
+    fn build(
+        &self,
+        credentials: Option<Credentials>,
+        mechanisms: Vec<Mechanism>,
+    ) -> Result<Transport, Failure> {
         let d = &self.def;
         let tls = match d.tls {
             TlsMode::None => Tls::None,
@@ -97,10 +124,13 @@ impl SmtpSender {
     fn tls_parameters(&self) -> Result<TlsParameters, Failure> {
         let mut params = TlsParameters::builder(self.def.host.clone());
         if let Some(pem) = &self.def.ca_pem {
-            let cert = Certificate::from_pem(pem.as_bytes()).map_err(|e| Failure::permanent(codes::SMTP, format!("smtp.ca_file: {e}")))?;
+            let cert = Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| Failure::permanent(codes::SMTP, format!("smtp.ca_file: {e}")))?;
             params = params.add_root_certificate(cert);
         }
-        params.build_rustls().map_err(|e| Failure::permanent(codes::SMTP, format!("TLS settings: {e}")))
+        params
+            .build_rustls()
+            .map_err(|e| Failure::permanent(codes::SMTP, format!("TLS settings: {e}")))
     }
 
     /// The pool for the current credentials; with OAuth2, the token it was built with.
@@ -110,18 +140,32 @@ impl SmtpSender {
             _ => None,
         };
         let mut current = self.transport.lock().await;
-        if let Some((built_with, transport)) = current.as_ref() {
-            if *built_with == token {
-                return Ok((token, transport.clone()));
-            }
+        if let Some((built_with, transport)) = current.as_ref()
+            && *built_with == token
+        {
+            return Ok((token, transport.clone()));
         }
         let transport = match &self.auth {
             Auth::None => self.build(None, Vec::new())?,
-            Auth::Basic(Ok(credentials)) => self.build(Some(credentials.clone()), vec![Mechanism::Plain, Mechanism::Login])?,
-            Auth::Basic(Err(e)) => return Err(Failure::permanent(codes::AUTH, format!("SMTP password unavailable: {e}"))),
+            Auth::Basic(Ok(credentials)) => self.build(
+                Some(credentials.clone()),
+                vec![Mechanism::Plain, Mechanism::Login],
+            )?,
+            Auth::Basic(Err(e)) => {
+                return Err(Failure::permanent(
+                    codes::AUTH,
+                    format!("SMTP password unavailable: {e}"),
+                ));
+            }
             Auth::OAuth2(_) => {
-                let token = token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
-                self.build(Some(Credentials::new(self.def.from.clone(), token)), vec![Mechanism::Xoauth2])?
+                let token = token
+                    .as_ref()
+                    .map(|t| t.expose().to_string())
+                    .unwrap_or_default();
+                self.build(
+                    Some(Credentials::new(self.def.from.clone(), token)),
+                    vec![Mechanism::Xoauth2],
+                )?
             }
         };
         *current = Some((token.clone(), transport.clone()));
@@ -139,10 +183,16 @@ impl SmtpSender {
                 let failure = classify(&e);
                 let refused = failure.status == Some(535) || failure.status == Some(534);
                 if let (true, Some(source), Some(token)) = (refused, self.token_source(), token) {
-                    tracing::info!("SMTP refused the OAuth2 token; fetching a fresh one and sending again");
+                    tracing::info!(
+                        "SMTP refused the OAuth2 token; fetching a fresh one and sending again"
+                    );
                     source.invalidate(&token).await;
                     let (_, transport) = self.transport(true).await?;
-                    return transport.send_raw(&envelope, &body).await.map(|_| ()).map_err(|e| classify(&e));
+                    return transport
+                        .send_raw(&envelope, &body)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| classify(&e));
                 }
                 Err(failure)
             }
@@ -152,14 +202,23 @@ impl SmtpSender {
 
 /// The envelope and message text of an e-mail.
 pub fn compose(from: &str, email: &Email) -> Result<(Envelope, Vec<u8>), Failure> {
-    let from_address: Address = from.parse().map_err(|e| Failure::permanent(codes::SMTP, format!("smtp.from `{from}`: {e}")))?;
+    let from_address: Address = from
+        .parse()
+        .map_err(|e| Failure::permanent(codes::SMTP, format!("smtp.from `{from}`: {e}")))?;
     let recipients = email
         .recipients
         .iter()
-        .map(|r| r.parse::<Address>().map_err(|e| Failure::permanent(codes::SMTP, format!("recipient `{r}`: {e}"))))
+        .map(|r| {
+            r.parse::<Address>()
+                .map_err(|e| Failure::permanent(codes::SMTP, format!("recipient `{r}`: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let envelope = Envelope::new(Some(from_address.clone()), recipients)
-        .map_err(|e| Failure::permanent(codes::SMTP, format!("list `{}` has no recipients ({e})", email.list)))?;
+    let envelope = Envelope::new(Some(from_address.clone()), recipients).map_err(|e| {
+        Failure::permanent(
+            codes::SMTP,
+            format!("list `{}` has no recipients ({e})", email.list),
+        )
+    })?;
     let message = Message::builder()
         .from(from_address.clone().into())
         .to(from_address.into())
@@ -177,8 +236,18 @@ fn classify(err: &lettre::transport::smtp::Error) -> Failure {
     if let Some(code) = err.status() {
         let status = u16::from(code);
         let class = switchyard_core::classify::smtp_reply(status);
-        let code_name = if matches!(status, 530 | 534 | 535) { codes::AUTH } else { codes::SMTP };
-        return Failure { class, code: code_name.into(), status: Some(status), message: format!("SMTP {message}"), retry_after: None };
+        let code_name = if matches!(status, 530 | 534 | 535) {
+            codes::AUTH
+        } else {
+            codes::SMTP
+        };
+        return Failure {
+            class,
+            code: code_name.into(),
+            status: Some(status),
+            message: format!("SMTP {message}"),
+            retry_after: None,
+        };
     }
     if err.is_timeout() {
         return Failure::transient(codes::TIMEOUT, format!("SMTP timed out: {message}"));
@@ -186,7 +255,13 @@ fn classify(err: &lettre::transport::smtp::Error) -> Failure {
     if err.is_response() || err.is_client() {
         return Failure::permanent(codes::SMTP, format!("SMTP: {message}"));
     }
-    Failure { class: FailureClass::Transient, code: codes::CONNECTION.into(), status: None, message: format!("SMTP connection failed: {message}"), retry_after: None }
+    Failure {
+        class: FailureClass::Transient,
+        code: codes::CONNECTION.into(),
+        status: None,
+        message: format!("SMTP connection failed: {message}"),
+        retry_after: None,
+    }
 }
 
 /// The SMTP service at the bottom of the notification stack.
@@ -220,7 +295,11 @@ mod tests {
             list: "Operators".into(),
             subject: "Tank T-101 high: 95 % — prüfen".into(),
             message: "Level is 95.\nCheck the pump.".into(),
-            recipients: vec!["a@plant.example".into(), "b@plant.example".into(), "a@plant.example".into()],
+            recipients: vec![
+                "a@plant.example".into(),
+                "b@plant.example".into(),
+                "a@plant.example".into(),
+            ],
             deadline: None,
             retry: RetryPolicy::default(),
             timeout: std::time::Duration::from_secs(5),
@@ -230,9 +309,22 @@ mod tests {
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("To: scada@plant.example"), "{text}");
         assert!(text.contains("From: scada@plant.example"), "{text}");
-        assert!(!text.to_ascii_lowercase().contains("\nbcc:") && !text.to_ascii_lowercase().contains("\ncc:"), "{text}");
-        assert!(!text.contains("a@plant.example"), "recipients never appear in the message: {text}");
-        assert!(text.contains("Content-Type: text/plain; charset=utf-8"), "{text}");
-        assert!(text.contains("Subject: =?utf-8?"), "UTF-8 subjects are encoded: {text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("\nbcc:")
+                && !text.to_ascii_lowercase().contains("\ncc:"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("a@plant.example"),
+            "recipients never appear in the message: {text}"
+        );
+        assert!(
+            text.contains("Content-Type: text/plain; charset=utf-8"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: =?utf-8?"),
+            "UTF-8 subjects are encoded: {text}"
+        );
     }
 }
