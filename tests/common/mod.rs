@@ -530,6 +530,10 @@ const PROBE: &[(&str, &str)] = &[
         "let level = Instance.GetAttribute(\"Level\") + params.amount; Instance.SetAttribute(\"Level\", level); #{ level: level }",
     ),
     ("Shared", "Shared.Call(\"double\", #{ x: params.x })"),
+    ("CallOwn", "Instance.CallScript(\"Echo\", #{ via: \"CallScript\" })"),
+    ("CallOther", "let r = #{}; try { r.value = Instance.CallScript(params.name, #{}); } catch (e) { r.error = e; } r"),
+    ("Grow", "let s = \"xxxxxxxxxx\"; loop { s += s; }"),
+    ("Recurse", "fn down(n) { down(n + 1) } down(0)"),
 ];
 
 impl TestPlant {
@@ -551,7 +555,7 @@ impl TestPlant {
         write(
             dir.path(),
             "scripts/alarm.rhai",
-            "Notify.To(\"Operators\").Send(`alarm ${params.alarm} on ${Instance.Code}`, `value ${params.value}`);",
+            "ExternalSystem.Call(\"Stub\", \"PostReading\", #{ tank: `${params.alarm} on ${Instance.Code}`, level: params.value });",
         );
         write(
             dir.path(),
