@@ -530,8 +530,14 @@ const PROBE: &[(&str, &str)] = &[
         "let level = Instance.GetAttribute(\"Level\") + params.amount; Instance.SetAttribute(\"Level\", level); #{ level: level }",
     ),
     ("Shared", "Shared.Call(\"double\", #{ x: params.x })"),
-    ("CallOwn", "Instance.CallScript(\"Echo\", #{ via: \"CallScript\" })"),
-    ("CallOther", "let r = #{}; try { r.value = Instance.CallScript(params.name, #{}); } catch (e) { r.error = e; } r"),
+    (
+        "CallOwn",
+        "Instance.CallScript(\"Echo\", #{ via: \"CallScript\" })",
+    ),
+    (
+        "CallOther",
+        "let r = #{}; try { r.value = Instance.CallScript(params.name, #{}); } catch (e) { r.error = e; } r",
+    ),
     ("Grow", "let s = \"xxxxxxxxxx\"; loop { s += s; }"),
     ("Recurse", "fn down(n) { down(n + 1) } down(0)"),
 ];

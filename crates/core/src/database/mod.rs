@@ -1,7 +1,9 @@
 //! Database access (`[5.6-*]`, `CD-ESG-8/9`, `CD-IA-10`): one pool per named connection,
-//! chosen by the connection's URL — `mssql://…` or an ADO string (tiberius with a
-//! bb8-tiberius pool), `postgres://…` (tokio-postgres with a bb8 pool), `sqlite://path`
-//! (rusqlite; the embedded default for examples and tests).
+//! chosen by the connection's URL — `mssql://…` or an ADO string (tiberius, connected by
+//! bb8-tiberius's manager), `postgres://…` (tokio-postgres, connected by bb8-postgres's
+//! manager), `sqlite://path` (rusqlite; the embedded default for examples and tests).
+//! Pooling is [`pool`]'s: checkout connects directly, so an unreachable server fails at
+//! once with its own error.
 //!
 //! A [`DbConnection`] gives scripts full control — queries, updates, transactions,
 //! stored procedures — with parameters always bound, never interpolated. Every failure
@@ -9,6 +11,7 @@
 //! (syntax, constraint), which decides whether `CachedWrite` buffers it.
 
 mod mssql;
+mod pool;
 mod postgres;
 mod sqlite;
 

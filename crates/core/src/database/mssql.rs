@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tiberius::{AuthMethod, ColumnData, Config, EncryptionLevel, FromSql, Query};
 
 type Manager = bb8_tiberius::ConnectionManager;
-pub(super) type Client = bb8::PooledConnection<'static, Manager>;
+pub(super) type Client = super::pool::Pooled<Manager>;
 
 /// A connection target parsed from an `mssql://` URL.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +121,7 @@ impl MssqlTarget {
 }
 
 pub(super) struct Pool {
-    pool: bb8::Pool<Manager>,
+    pool: std::sync::Arc<super::pool::ManagedPool<Manager>>,
 }
 
 impl Pool {
@@ -137,55 +137,84 @@ impl Pool {
     }
 
     fn with_config(config: Config, def: &DatabaseDef) -> Pool {
-        let pool = bb8::Pool::builder()
-            .max_size(def.max_connections)
-            .connection_timeout(def.timeout)
-            .retry_connection(false)
-            .build_unchecked(bb8_tiberius::ConnectionManager::new(config));
-        Pool { pool }
+        Pool {
+            pool: super::pool::ManagedPool::new(
+                bb8_tiberius::ConnectionManager::new(config),
+                def.max_connections,
+                def.timeout,
+            ),
+        }
     }
 
     pub(super) async fn get(&self) -> Result<Conn, Failure> {
-        let client = self.pool.get_owned().await.map_err(|e| match e {
-            bb8::RunError::User(bb8_tiberius::Error::Tiberius(e)) => classify(&e),
-            bb8::RunError::User(bb8_tiberius::Error::Io(e)) => crate::classify::io_error(&e),
-            bb8::RunError::TimedOut => {
+        let client = self.pool.get().await.map_err(|e| match e {
+            super::pool::CheckoutError::Connect(bb8_tiberius::Error::Tiberius(e)) => classify(&e),
+            super::pool::CheckoutError::Connect(bb8_tiberius::Error::Io(e)) => {
+                crate::classify::io_error(&e)
+            }
+            super::pool::CheckoutError::TimedOut => {
                 Failure::transient(codes::TIMEOUT, "timed out waiting for a connection")
             }
         })?;
-        Ok(Conn { client })
+        Ok(Conn {
+            client: Some(client),
+            broken: false,
+        })
     }
 }
 
 pub(super) struct Conn {
-    client: Client,
+    client: Option<Client>,
+    /// An I/O error was seen: tiberius cannot tell the pool the connection broke, so it
+    /// is closed instead of returned.
+    broken: bool,
 }
 
-impl std::ops::Deref for Conn {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.client
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.broken {
+            if let Some(client) = self.client.take() {
+                client.discard();
+            }
+        }
     }
 }
 
 impl Conn {
+    fn client(&mut self) -> Result<&mut Client, Failure> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| Failure::permanent(codes::DATABASE, "connection closed"))
+    }
+
+    /// Classifies an error, remembering a broken connection.
+    fn fail(&mut self, err: &tiberius::error::Error) -> Failure {
+        if matches!(err, tiberius::error::Error::Io { .. }) {
+            self.broken = true;
+        }
+        classify(err)
+    }
+
     pub(super) async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Failure> {
         let query = bind(sql, params)?;
-        let stream = query
-            .query(&mut self.client)
-            .await
-            .map_err(|e| classify(&e))?;
-        let rows = stream.into_first_result().await.map_err(|e| classify(&e))?;
+        let result = {
+            let client = self.client()?;
+            match query.query(&mut **client).await {
+                Ok(stream) => stream.into_first_result().await,
+                Err(e) => Err(e),
+            }
+        };
+        let rows = result.map_err(|e| self.fail(&e))?;
         rows.into_iter().map(row_to_json).collect()
     }
 
     pub(super) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
         let query = bind(sql, params)?;
-        Ok(query
-            .execute(&mut self.client)
-            .await
-            .map_err(|e| classify(&e))?
-            .total())
+        let client = self.client()?;
+        match query.execute(&mut **client).await {
+            Ok(result) => Ok(result.total()),
+            Err(e) => Err(self.fail(&e)),
+        }
     }
 
     pub(super) async fn batch(&mut self, command: TxCommand) -> Result<(), Failure> {
@@ -194,13 +223,12 @@ impl Conn {
             TxCommand::Commit => "COMMIT TRANSACTION",
             TxCommand::Rollback => "ROLLBACK TRANSACTION",
         };
-        let stream = self
-            .client
-            .simple_query(sql)
-            .await
-            .map_err(|e| classify(&e))?;
-        stream.into_results().await.map_err(|e| classify(&e))?;
-        Ok(())
+        let client = self.client()?;
+        let result = match client.simple_query(sql).await {
+            Ok(stream) => stream.into_results().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| self.fail(&e))
     }
 
     pub(super) async fn call_procedure(
@@ -212,12 +240,10 @@ impl Conn {
             .await
     }
 
-    /// Rolls back in the background, then returns the connection to the pool.
+    /// Closes the connection (the server rolls back its open transaction).
     pub(super) fn abandon_transaction(mut self) {
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = self.batch(TxCommand::Rollback).await;
-            });
+        if let Some(client) = self.client.take() {
+            client.discard();
         }
     }
 }

@@ -1,4 +1,4 @@
-//! PostgreSQL through tokio-postgres and a bb8 pool. Parameters are converted to the
+//! PostgreSQL through tokio-postgres (bb8-postgres's connection manager, our pool). Parameters are converted to the
 //! types the server infers for the statement, so a script can pass `"2026-11-28T10:00:00Z"`
 //! for a `timestamptz` or `3` for a `float8`.
 
@@ -14,10 +14,10 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{NoTls, Row};
 
 type Manager = PostgresConnectionManager<NoTls>;
-type Client = bb8::PooledConnection<'static, Manager>;
+type Client = super::pool::Pooled<Manager>;
 
 pub(super) struct Pool {
-    pool: bb8::Pool<Manager>,
+    pool: std::sync::Arc<super::pool::ManagedPool<Manager>>,
 }
 
 impl Pool {
@@ -25,18 +25,18 @@ impl Pool {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         config.connect_timeout(def.timeout);
-        let pool = bb8::Pool::builder()
-            .max_size(def.max_connections)
-            .connection_timeout(def.timeout)
-            .retry_connection(false)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        let pool = super::pool::ManagedPool::new(
+            PostgresConnectionManager::new(config, NoTls),
+            def.max_connections,
+            def.timeout,
+        );
         Ok(Pool { pool })
     }
 
     pub(super) async fn get(&self) -> Result<Conn, Failure> {
-        let client = self.pool.get_owned().await.map_err(|e| match e {
-            bb8::RunError::User(e) => classify(&e),
-            bb8::RunError::TimedOut => {
+        let client = self.pool.get().await.map_err(|e| match e {
+            super::pool::CheckoutError::Connect(e) => classify(&e),
+            super::pool::CheckoutError::TimedOut => {
                 Failure::transient(codes::TIMEOUT, "timed out waiting for a connection")
             }
         })?;
@@ -89,14 +89,9 @@ impl Conn {
             .map_err(|e| classify(&e))
     }
 
-    /// Rolls back in the background, then returns the connection to the pool (a broken
-    /// connection is dropped by the pool's `has_broken` check).
-    pub(super) fn abandon_transaction(mut self) {
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = self.batch(TxCommand::Rollback).await;
-            });
-        }
+    /// Closes the connection (the server rolls back its open transaction).
+    pub(super) fn abandon_transaction(self) {
+        self.client.discard();
     }
 
     /// Procedures (`CREATE PROCEDURE`) are `CALL`ed; functions are selected from, so
