@@ -4,7 +4,7 @@
 //! stack, from the shared layers:
 //!
 //! ```text
-//! store-and-forward ─▶ deadline ─▶ concurrency limit (max_connections) ─▶ SMTP (lettre pool)
+//! store-and-forward ─▶ deadline ─▶ SMTP (a pool of at most max_connections sessions)
 //! ```
 //!
 //! SMTP 4xx, refused connections and timeouts are transient (buffered, retried with the
@@ -28,7 +28,6 @@ use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// One e-mail to send.
@@ -192,9 +191,5 @@ fn direct(
     ServiceBuilder::new()
         // The SMTP timeout, capped by the script's deadline.
         .layer(EnforceDeadlineLayer::new(None))
-        // Never more sessions than max_connections (`CD-NS-7`), however many scripts send.
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(
-            sender.sessions(),
-        ))
         .service(smtp::SendEmail(sender.clone()))
 }

@@ -84,17 +84,22 @@ impl TokenSource {
     /// expire, or `refresh` is set (the server refused the last one). Concurrent callers
     /// share one fetch.
     pub async fn token(&self, refresh: bool) -> Result<Secret, Failure> {
+        self.token_until(refresh).await.map(|(token, _)| token)
+    }
+
+    /// [`token`](Self::token), with the instant until which it may be used.
+    pub async fn token_until(&self, refresh: bool) -> Result<(Secret, Instant), Failure> {
         let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref()
-            && !refresh
-            && Instant::now() < token.refresh_at
+        if let Some(token) = cached
+            .as_ref()
+            .filter(|t| !refresh && Instant::now() < t.refresh_at)
         {
-            return Ok(token.value.clone());
+            return Ok((token.value.clone(), token.refresh_at));
         }
         let token = self.fetch().await?;
-        let value = token.value.clone();
+        let result = (token.value.clone(), token.refresh_at);
         *cached = Some(token);
-        Ok(value)
+        Ok(result)
     }
 
     /// Forgets the cached token if it is still `refused` (another caller may already

@@ -1,25 +1,31 @@
 //! The SMTP end of the notification stack: composing the e-mail (`CD-NS-1`: recipients
-//! in the envelope only, `from` in `From:` and `To:`, plain text) and sending it through
-//! a lettre pool, with Basic or XOAUTH2 authentication.
+//! in the envelope only, `from` in `From:` and `To:`, plain text) and sending it over a
+//! pool of SMTP sessions, authenticated with Basic (PLAIN/LOGIN) or XOAUTH2.
+//!
+//! The pool is our own, over lettre's connections: every open session — busy or idle —
+//! holds one of `max_connections` permits, so the server never sees more sessions than
+//! configured (lettre's pool bounds idle sessions only).
 
 use super::Email;
 use super::oauth::TokenSource;
 use futures::future::BoxFuture;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, Message};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use switchyard_core::config::{Secret, SmtpAuth, SmtpDef, TlsMode};
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Failure, FailureClass};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
+/// Idle sessions older than this are closed instead of reused.
+const MAX_IDLE: Duration = Duration::from_secs(60);
 
 enum Auth {
     None,
@@ -27,13 +33,23 @@ enum Auth {
     OAuth2(TokenSource),
 }
 
+/// An open SMTP session and the permit it holds.
+struct Session {
+    conn: AsyncSmtpConnection,
+    _permit: OwnedSemaphorePermit,
+    idle_since: Instant,
+    /// With OAuth2: the session is not reused once its token is due for renewal.
+    auth_until: Option<tokio::time::Instant>,
+}
+
 /// Sends e-mails for one `[smtp]` definition.
 pub struct SmtpSender {
     def: SmtpDef,
     auth: Auth,
-    /// The pool of the current credentials (rebuilt when the OAuth2 token changes).
-    transport: Mutex<Option<(Option<Secret>, Transport)>>,
+    hello: ClientId,
+    idle: Mutex<Vec<Session>>,
     sessions: Arc<Semaphore>,
+    freed: Notify,
 }
 
 impl std::fmt::Debug for SmtpSender {
@@ -76,8 +92,10 @@ impl SmtpSender {
         SmtpSender {
             def,
             auth,
-            transport: Mutex::new(None),
+            hello: ClientId::default(),
+            idle: Mutex::new(Vec::new()),
             sessions,
+            freed: Notify::new(),
         }
     }
 
@@ -86,39 +104,12 @@ impl SmtpSender {
         &self.def
     }
 
-    /// Permits for concurrent SMTP sessions (`max_connections`).
-    pub fn sessions(&self) -> Arc<Semaphore> {
-        self.sessions.clone()
-    }
-
     /// The OAuth2 token source, if OAuth2 is configured.
     pub fn token_source(&self) -> Option<&TokenSource> {
         match &self.auth {
             Auth::OAuth2(source) => Some(source),
             _ => None,
         }
-    }
-
-    fn build(
-        &self,
-        credentials: Option<Credentials>,
-        mechanisms: Vec<Mechanism>,
-    ) -> Result<Transport, Failure> {
-        let d = &self.def;
-        let tls = match d.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Starttls => Tls::Required(self.tls_parameters()?),
-            TlsMode::Tls => Tls::Wrapper(self.tls_parameters()?),
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(d.host.as_str())
-            .port(d.port)
-            .tls(tls)
-            .timeout(Some(d.timeout))
-            .pool_config(PoolConfig::new().max_size(d.max_connections.max(1)));
-        if let Some(credentials) = credentials {
-            builder = builder.credentials(credentials).authentication(mechanisms);
-        }
-        Ok(builder.build())
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, Failure> {
@@ -133,67 +124,143 @@ impl SmtpSender {
             .map_err(|e| Failure::permanent(codes::SMTP, format!("TLS settings: {e}")))
     }
 
-    /// The pool for the current credentials; with OAuth2, the token it was built with.
-    async fn transport(&self, refresh_token: bool) -> Result<(Option<Secret>, Transport), Failure> {
-        let token = match &self.auth {
-            Auth::OAuth2(source) => Some(source.token(refresh_token).await?),
+    /// A session: an idle one, or a new one when a permit is free; otherwise waits for
+    /// one to be freed.
+    async fn checkout(&self) -> Result<Session, Failure> {
+        loop {
+            let freed = self.freed.notified();
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            if let Some(mut session) = idle {
+                let token_fresh = session
+                    .auth_until
+                    .is_none_or(|until| tokio::time::Instant::now() < until);
+                if session.idle_since.elapsed() < MAX_IDLE
+                    && token_fresh
+                    && !session.conn.has_broken()
+                {
+                    return Ok(session);
+                }
+                session.conn.abort().await;
+                continue;
+            }
+            if let Ok(permit) = self.sessions.clone().try_acquire_owned() {
+                return self.open(permit).await;
+            }
+            freed.await;
+        }
+    }
+
+    /// Returns a healthy session to the pool; closes a broken one.
+    async fn checkin(&self, mut session: Session) {
+        if session.conn.has_broken() {
+            session.conn.abort().await;
+        } else {
+            session.idle_since = Instant::now();
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(session);
+        }
+        self.freed.notify_one();
+    }
+
+    /// Connects (TLS as configured) and authenticates. With OAuth2, a refused token
+    /// (535) is replaced once by a freshly fetched one.
+    async fn open(&self, permit: OwnedSemaphorePermit) -> Result<Session, Failure> {
+        let d = &self.def;
+        let wrapper = match d.tls {
+            TlsMode::Tls => Some(self.tls_parameters()?),
             _ => None,
         };
-        let mut current = self.transport.lock().await;
-        if let Some((built_with, transport)) = current.as_ref()
-            && *built_with == token
-        {
-            return Ok((token, transport.clone()));
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (d.host.as_str(), d.port),
+            Some(d.timeout),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+        if d.tls == TlsMode::Starttls {
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(Failure::permanent(
+                    codes::SMTP,
+                    format!(
+                        "{}:{} does not offer STARTTLS (smtp.tls = \"starttls\")",
+                        d.host, d.port
+                    ),
+                ));
+            }
+            conn.starttls(self.tls_parameters()?, &self.hello)
+                .await
+                .map_err(|e| classify(&e))?;
         }
-        let transport = match &self.auth {
-            Auth::None => self.build(None, Vec::new())?,
-            Auth::Basic(Ok(credentials)) => self.build(
-                Some(credentials.clone()),
-                vec![Mechanism::Plain, Mechanism::Login],
-            )?,
+        let mut auth_until = None;
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic(Ok(credentials)) => {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                    .await
+                    .map_err(|e| classify(&e))?;
+            }
             Auth::Basic(Err(e)) => {
                 return Err(Failure::permanent(
                     codes::AUTH,
                     format!("SMTP password unavailable: {e}"),
                 ));
             }
-            Auth::OAuth2(_) => {
-                let token = token
-                    .as_ref()
-                    .map(|t| t.expose().to_string())
-                    .unwrap_or_default();
-                self.build(
-                    Some(Credentials::new(self.def.from.clone(), token)),
-                    vec![Mechanism::Xoauth2],
-                )?
+            Auth::OAuth2(source) => {
+                let (token, until) = source.token_until(false).await?;
+                auth_until = Some(until);
+                let attempt = conn
+                    .auth(
+                        &[Mechanism::Xoauth2],
+                        &Credentials::new(d.from.clone(), token.expose().to_string()),
+                    )
+                    .await;
+                if let Err(e) = attempt {
+                    let failure = classify(&e);
+                    if !matches!(failure.status, Some(534 | 535)) {
+                        return Err(failure);
+                    }
+                    tracing::info!("SMTP refused the OAuth2 token; fetching a fresh one");
+                    source.invalidate(&token).await;
+                    let (fresh, until): (Secret, _) = source.token_until(true).await?;
+                    auth_until = Some(until);
+                    conn.auth(
+                        &[Mechanism::Xoauth2],
+                        &Credentials::new(d.from.clone(), fresh.expose().to_string()),
+                    )
+                    .await
+                    .map_err(|e| classify(&e))?;
+                }
             }
-        };
-        *current = Some((token.clone(), transport.clone()));
-        Ok((token, transport))
+        }
+        Ok(Session {
+            conn,
+            _permit: permit,
+            idle_since: Instant::now(),
+            auth_until,
+        })
     }
 
-    /// Sends one e-mail. With OAuth2, a refused token (535) is replaced once and the
-    /// e-mail sent again.
+    /// Sends one e-mail over a pooled session.
     pub async fn send(&self, email: &Email) -> Result<(), Failure> {
         let (envelope, body) = compose(&self.def.from, email)?;
-        let (token, transport) = self.transport(false).await?;
-        match transport.send_raw(&envelope, &body).await {
-            Ok(_) => Ok(()),
+        let mut session = self.checkout().await?;
+        match session.conn.send(&envelope, &body).await {
+            Ok(_) => {
+                self.checkin(session).await;
+                Ok(())
+            }
             Err(e) => {
                 let failure = classify(&e);
-                let refused = failure.status == Some(535) || failure.status == Some(534);
-                if let (true, Some(source), Some(token)) = (refused, self.token_source(), token) {
-                    tracing::info!(
-                        "SMTP refused the OAuth2 token; fetching a fresh one and sending again"
-                    );
-                    source.invalidate(&token).await;
-                    let (_, transport) = self.transport(true).await?;
-                    return transport
-                        .send_raw(&envelope, &body)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| classify(&e));
-                }
+                // After a refused command the session may still be usable, but a fresh
+                // one is the safe choice.
+                session.conn.abort().await;
+                drop(session);
+                self.freed.notify_one();
                 Err(failure)
             }
         }
