@@ -219,6 +219,7 @@ async fn central(path: &Path) -> Result {
 async fn site_node(path: &Path, name: &str) -> Result {
     let config = load(path)?;
     let server = start_site(&config, name).await?;
+    serve::log_sighup(name.to_string());
     let _ = server.await;
     Ok(())
 }

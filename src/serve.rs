@@ -70,3 +70,21 @@ pub fn reload_on_sighup(central: Arc<Central>) {
     #[cfg(not(unix))]
     let _ = central;
 }
+
+/// A site reloads nothing on SIGHUP (its definitions come from central); say so instead
+/// of letting the signal end the process.
+pub fn log_sighup(site: String) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!(site = %site, "SIGHUP: a site's definitions come from central; reload central instead");
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = site;
+}

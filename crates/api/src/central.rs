@@ -42,6 +42,9 @@ pub enum CentralError {
     },
 }
 
+/// How often central checks that every site runs the current deployment.
+const RECHECK: Duration = Duration::from_secs(15);
+
 /// Deployment state of one site, as central sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SiteDeployment {
@@ -51,6 +54,8 @@ pub struct SiteDeployment {
     pub deployed: Option<String>,
     /// The last error, if the site has not got the desired revision.
     pub last_error: Option<String>,
+    /// A revision the site refused (compile errors): not offered again until it changes.
+    pub rejected: Option<String>,
 }
 
 /// The central node.
@@ -89,7 +94,7 @@ impl Central {
     /// to every site. Must be called inside the tokio runtime.
     pub async fn start(config: Config) -> Result<Arc<Central>, CentralError> {
         // Record from the start (the recorder is process-wide).
-        crate::metrics::handle();
+        switchyard_core::telemetry::handle();
         let engine = Arc::new(central_engine(&ScriptLimits::default()));
         let config_path = config.source.clone();
         let settings = config.central.clone();
@@ -223,6 +228,7 @@ impl Central {
                             desired: String::new(),
                             deployed: None,
                             last_error: None,
+                            rejected: None,
                         });
                         entry.desired = d.revision.clone();
                     }
@@ -263,6 +269,9 @@ impl Central {
                                         deployments.lock().unwrap_or_else(|p| p.into_inner());
                                     if let Some(entry) = state.get_mut(&site) {
                                         entry.last_error = Some(failure.message.clone());
+                                        if rejected {
+                                            entry.rejected = Some(deployment.revision.clone());
+                                        }
                                     }
                                 }
                                 if !rejected {
@@ -281,8 +290,42 @@ impl Central {
                     }
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
-                if changes.changed().await.is_err() {
-                    return;
+                // Then watch: a site that lost or missed its deployment (a wiped data
+                // dir, a restore from backup) gets it again.
+                loop {
+                    tokio::select! {
+                        changed = changes.changed() => {
+                            if changed.is_err() { return }
+                            break;
+                        }
+                        _ = tokio::time::sleep(RECHECK) => {}
+                    }
+                    let mut stale = false;
+                    for site in registry.config.sites.keys() {
+                        let Some(entry) = deployments
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(site)
+                            .cloned()
+                        else {
+                            continue;
+                        };
+                        if entry.rejected.as_ref() == Some(&entry.desired) {
+                            continue;
+                        }
+                        let desired = Some(entry.desired);
+                        if let Ok(health) =
+                            registry.sites.health(site, Duration::from_secs(5)).await
+                            && health.revision != desired
+                        {
+                            tracing::info!(site = %site, running = ?health.revision, "site is not running the current deployment; deploying again");
+                            stale = true;
+                        }
+                    }
+                    if stale {
+                        changes.mark_changed();
+                        break;
+                    }
                 }
             }
         });

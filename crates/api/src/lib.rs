@@ -16,7 +16,6 @@ pub mod failure_log;
 mod host;
 pub mod inbound;
 pub mod keys;
-pub mod metrics;
 pub mod openapi;
 pub mod registry;
 pub mod router;

@@ -72,7 +72,7 @@ async fn metrics(State(central): State<Arc<Central>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::handle().render(),
+        switchyard_core::telemetry::handle().render(),
     )
         .into_response()
 }

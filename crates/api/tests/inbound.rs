@@ -378,7 +378,7 @@ async fn row_500_script_error_is_safe_and_the_failure_log_has_the_detail() {
         assert!(!body.contains(leak), "500 body leaks `{leak}`: {body}");
     }
     let incident = r.2["incident"].as_str().unwrap().to_string();
-    let records = FailureLog::read(&f.central.failure_log().path().to_path_buf(), None).unwrap();
+    let records = FailureLog::read(f.central.failure_log().path(), None).unwrap();
     let record = records
         .iter()
         .find(|r| r.incident == incident)
@@ -400,7 +400,7 @@ async fn row_500_return_value_not_matching_returns() {
     let f = fixture(2, 8).await;
     let r = send(&f.app, post("Mismatch", Some(KEY), "{}")).await;
     assert_error(&r, 500, "SCRIPT_ERROR");
-    let records = FailureLog::read(&f.central.failure_log().path().to_path_buf(), None).unwrap();
+    let records = FailureLog::read(f.central.failure_log().path(), None).unwrap();
     assert!(
         records.iter().any(|x| x.detail.contains("does not match")),
         "{records:?}"

@@ -19,6 +19,7 @@ pub mod id;
 pub mod protocol;
 pub mod retry;
 pub mod script;
+pub mod telemetry;
 pub mod tls;
 pub mod types;
 pub mod units;

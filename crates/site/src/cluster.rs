@@ -37,6 +37,8 @@ pub fn router(node: Arc<SiteNode>) -> Router {
         .route(protocol::paths::PARKED_DISCARD, post(discard_parked))
         // Only central, holding the site token, gets past this point.
         .layer(middleware::from_fn_with_state(node.clone(), require_token))
+        // Metrics hold no secrets: scraped without the token.
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -237,6 +239,21 @@ async fn set_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Respo
             None,
         ),
     }
+}
+
+async fn metrics(State(node): State<Arc<SiteNode>>) -> Response {
+    let pool = node.pool();
+    metrics::gauge!("switchyard_script_queue", "pool" => format!("site-{}", node.name))
+        .set(pool.queued() as f64);
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        switchyard_core::telemetry::handle().render(),
+    )
+        .into_response()
 }
 
 async fn health(State(node): State<Arc<SiteNode>>) -> Response {

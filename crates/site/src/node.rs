@@ -68,6 +68,8 @@ impl SiteNode {
     /// Opens the site's data, resumes its last deployment and starts draining
     /// store-and-forward. Must be called inside the tokio runtime.
     pub async fn start(config: &Config, site: &str) -> Result<Arc<SiteNode>, StartError> {
+        // Record from the start (the recorder is process-wide).
+        switchyard_core::telemetry::handle();
         let settings = config
             .sites
             .get(site)

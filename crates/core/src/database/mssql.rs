@@ -172,10 +172,10 @@ pub(super) struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if self.broken {
-            if let Some(client) = self.client.take() {
-                client.discard();
-            }
+        if self.broken
+            && let Some(client) = self.client.take()
+        {
+            client.discard();
         }
     }
 }

@@ -103,14 +103,14 @@ impl<M: ManageConnection> std::ops::DerefMut for Pooled<M> {
 
 impl<M: ManageConnection> Drop for Pooled<M> {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            if !self.pool.manager.has_broken(&mut conn) {
-                self.pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(conn);
-            }
+        if let Some(mut conn) = self.conn.take()
+            && !self.pool.manager.has_broken(&mut conn)
+        {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Prometheus metrics (`GET /metrics`): calls by method and status, latency, calls in
-//! flight, the script pool, store-and-forward depth.
+//! Prometheus metrics (`GET /metrics` on central and on every site): API calls by
+//! method and status, latency, calls in flight, script pools, store-and-forward depth.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
