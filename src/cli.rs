@@ -100,6 +100,43 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Run a benchmark suite (build with --release); each prints its figure beside its
+    /// baseline measured in the same run.
+    #[command(
+        after_help = "Examples:\n  cargo run --release -- bench inbound\n  cargo run --release -- bench all --seconds 5"
+    )]
+    Bench {
+        /// Which suite.
+        suite: Suite,
+        /// Seconds each measurement runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Buffered writes drained by the `external` suite.
+        #[arg(long, default_value_t = 100_000)]
+        drain: usize,
+        /// Per-message delay of the SMTP sink in milliseconds (the server's own work).
+        #[arg(long, default_value_t = 2)]
+        smtp_delay_ms: u64,
+    },
+    /// HTTP load generator used by the benchmarks (prints JSON figures).
+    #[command(hide = true)]
+    Load {
+        /// Target URL (POSTed to).
+        #[arg(long)]
+        url: String,
+        /// JSON body.
+        #[arg(long, default_value = "{}")]
+        body: String,
+        /// `Name: value` header, repeatable.
+        #[arg(long)]
+        header: Vec<String>,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// How long (humantime).
+        #[arg(long, default_value = "5s")]
+        duration: String,
+    },
     /// Read central's failure log (every 5xx of the Inbound API).
     #[command(
         after_help = "Examples:\n  switchyard failures --config switchyard.toml\n  switchyard failures --config switchyard.toml --since 1h\n  switchyard failures --config switchyard.toml --since 2026-11-28T10:00:00Z"
@@ -115,6 +152,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Benchmark suites.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Suite {
+    /// Inbound API (validated scripted method; Route.To GetAttributes) vs a bare axum echo.
+    Inbound,
+    /// Central's site client calling instance scripts vs a bare axum echo.
+    SiteClient,
+    /// ExternalSystem.Call vs raw reqwest; drain of buffered CachedWrites.
+    External,
+    /// E-mails/s with a pool of 5 SMTP sessions vs one.
+    Smtp,
+    /// All of the above.
+    All,
 }
 
 /// `switchyard key …`.

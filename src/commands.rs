@@ -1,6 +1,7 @@
 //! What each subcommand does.
 
-use crate::cli::{Cli, Command, KeyAction, ParkedAction};
+use crate::bench;
+use crate::cli::{Cli, Command, KeyAction, ParkedAction, Suite};
 use crate::serve;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +32,24 @@ pub fn run(cli: Cli) -> Result {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Key { action } => key(action),
+        Command::Bench {
+            suite,
+            seconds,
+            drain,
+            smtp_delay_ms,
+        } => runtime()?.block_on(bench(
+            suite,
+            Duration::from_secs(seconds),
+            drain,
+            Duration::from_millis(smtp_delay_ms),
+        )),
+        Command::Load {
+            url,
+            body,
+            header,
+            concurrency,
+            duration,
+        } => runtime()?.block_on(load_generator(url, body, header, concurrency, &duration)),
         Command::Dev { config } => runtime()?.block_on(dev(&config)),
         Command::Central { config } => runtime()?.block_on(central(&config)),
         Command::Site { config, site } => runtime()?.block_on(site_node(&config, &site)),
@@ -384,5 +403,55 @@ fn failures(path: &Path, since: Option<&str>, json: bool) -> Result {
             r.detail
         );
     }
+    Ok(())
+}
+
+async fn bench(suite: Suite, duration: Duration, drain: usize, smtp_delay: Duration) -> Result {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; benchmark figures need `cargo run --release -- bench …`"
+        );
+    }
+    let all = matches!(suite, Suite::All);
+    if all || matches!(suite, Suite::Inbound) {
+        bench::suites::inbound(duration).await;
+    }
+    if all || matches!(suite, Suite::SiteClient) {
+        bench::suites::site_client(duration).await;
+    }
+    if all || matches!(suite, Suite::External) {
+        bench::suites::external(duration, drain).await;
+    }
+    if all || matches!(suite, Suite::Smtp) {
+        bench::suites::smtp(duration, smtp_delay).await;
+    }
+    Ok(())
+}
+
+async fn load_generator(
+    url: String,
+    body: String,
+    headers: Vec<String>,
+    concurrency: usize,
+    duration: &str,
+) -> Result {
+    let duration = switchyard_core::units::parse_duration(duration).map_err(|e| Exit(2, e))?;
+    let headers = headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| Exit(2, format!("header `{h}`: expected `Name: value`")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let figures = bench::load::run(bench::load::LoadArgs {
+        url,
+        body,
+        headers,
+        concurrency,
+        duration,
+    })
+    .await;
+    println!("{}", serde_json::to_string(&figures).unwrap_or_default());
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `switchyard` command line (SPEC §1): run central, a site, or both; check a
 //! configuration; manage API keys, parked messages and the failure log.
 
+mod bench;
 mod cli;
 mod commands;
 mod serve;

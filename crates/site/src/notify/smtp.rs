@@ -13,6 +13,7 @@ use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, Message};
 use std::path::Path;
@@ -249,7 +250,7 @@ impl SmtpSender {
     pub async fn send(&self, email: &Email) -> Result<(), Failure> {
         let (envelope, body) = compose(&self.def.from, email)?;
         let mut session = self.checkout().await?;
-        match session.conn.send(&envelope, &body).await {
+        match transmit(&mut session.conn, &envelope, &body).await {
             Ok(_) => {
                 self.checkin(session).await;
                 Ok(())
@@ -265,6 +266,52 @@ impl SmtpSender {
             }
         }
     }
+}
+
+/// The message text after `DATA`, dot-stuffed and terminated, as one write.
+struct DotStuffed(String);
+
+impl std::fmt::Display for DotStuffed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn dot_stuff(body: &[u8]) -> DotStuffed {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split("\r\n").enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+    }
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
+    DotStuffed(out)
+}
+
+/// MAIL, RCPT for every recipient, DATA, then the message and its terminator in a
+/// single write. (lettre writes the message and the terminator separately; with Nagle's
+/// algorithm and a server's delayed ACK that costs ~40 ms per e-mail.)
+async fn transmit(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    body: &[u8],
+) -> Result<(), lettre::transport::smtp::Error> {
+    conn.command(Mail::new(envelope.from().cloned(), Vec::new()))
+        .await?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    }
+    conn.command(Data).await?;
+    conn.command(dot_stuff(body)).await?;
+    Ok(())
 }
 
 /// The envelope and message text of an e-mail.
@@ -354,6 +401,15 @@ impl tower::Service<Email> for SendEmail {
 mod tests {
     use super::*;
     use switchyard_core::{MessageId, RetryPolicy};
+
+    #[test]
+    fn the_message_is_dot_stuffed_and_terminated_once() {
+        assert_eq!(
+            dot_stuff(b"a\r\n.b\r\n..c\r\n").0,
+            "a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b".start").0, "..start\r\n.\r\n");
+    }
 
     #[test]
     fn recipients_only_in_the_envelope_and_from_in_to() {

@@ -1,0 +1,79 @@
+//! `switchyard bench …`: the benchmarks of the issues, run in release mode, each
+//! printing its figure beside the baseline it is compared with, measured in the same
+//! run. Load comes from a second process (`switchyard load`), like wrk would.
+//!
+//! ```text
+//! cargo run --release -- bench inbound       # Inbound API vs a bare axum JSON echo
+//! cargo run --release -- bench site-client   # central's site client vs the echo
+//! cargo run --release -- bench external      # ExternalSystem.Call vs raw reqwest; CachedWrite drain
+//! cargo run --release -- bench smtp          # e-mails/s, pool of 5 vs one connection
+//! ```
+
+pub mod echo;
+pub mod load;
+pub mod plant;
+pub mod suites;
+
+/// Latency and throughput of one measured run.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Figures {
+    /// Completed requests.
+    pub requests: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency in milliseconds.
+    pub p99_ms: f64,
+}
+
+impl Figures {
+    /// From per-request latencies over a wall-clock duration.
+    pub fn from_latencies(
+        mut latencies: Vec<std::time::Duration>,
+        errors: u64,
+        elapsed: std::time::Duration,
+    ) -> Figures {
+        latencies.sort_unstable();
+        let pick = |q: f64| {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+            latencies[i].as_secs_f64() * 1000.0
+        };
+        Figures {
+            requests: latencies.len() as u64,
+            errors,
+            rps: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_ms: pick(0.5),
+            p99_ms: pick(0.99),
+        }
+    }
+}
+
+/// Prints one line of a comparison.
+pub fn line(label: &str, f: &Figures) {
+    println!(
+        "{label:<58} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {} errors)",
+        f.rps, f.p50_ms, f.p99_ms, f.requests, f.errors
+    );
+}
+
+/// Prints a ratio against a target.
+pub fn verdict(what: &str, ratio: f64, target: f64, higher_is_better: bool) {
+    let met = if higher_is_better {
+        ratio >= target
+    } else {
+        ratio <= target
+    };
+    println!(
+        "  {what}: {:.0}% (target {} {:.0}%) {}",
+        ratio * 100.0,
+        if higher_is_better { ">=" } else { "<=" },
+        target * 100.0,
+        if met { "MET" } else { "NOT MET" }
+    );
+}
