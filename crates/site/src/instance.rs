@@ -128,7 +128,11 @@ impl Instance {
         {
             let mut values = self.values.write().unwrap_or_else(|p| p.into_inner());
             for (name, value) in new_values {
-                values.insert(name.clone(), value.clone());
+                let mut value = value.clone();
+                if let Some(ty) = self.template.attributes.get(name) {
+                    ty.normalize(&mut value);
+                }
+                values.insert(name.clone(), value);
             }
         }
         let mut active = self.alarm_active.lock().unwrap_or_else(|p| p.into_inner());

@@ -125,7 +125,7 @@ pub(crate) fn run(
     let budget = deadline.remaining();
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &method.ast);
     ctx.connections.finish(&ctx.handle, &method.name);
-    let value = match result {
+    let mut value = match result {
         Ok(value) => from_dynamic(&value).map_err(|e| ScriptError::Runtime {
             message: format!("the return value: {e}"),
         })?,
@@ -137,6 +137,7 @@ pub(crate) fn run(
             .map_err(|e| ScriptError::Runtime {
                 message: format!("the return value does not match `{returns}`: {e}"),
             })?;
+        returns.normalize(&mut value);
     }
     Ok(value)
 }

@@ -98,6 +98,32 @@ impl Type {
     }
 }
 
+impl Type {
+    /// Puts a value that validated into the type's canonical form: integers where a
+    /// `Float` is declared become floats (`60` → `60.0`), so values are serialized per
+    /// their definition (`[7.4-4-rt]`).
+    pub fn normalize(&self, value: &mut Value) {
+        match (self, value) {
+            (Type::Float, Value::Number(n)) if !n.is_f64() => {
+                if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                    *n = f;
+                }
+            }
+            (Type::List(Some(inner)), Value::Array(items)) => {
+                items.iter_mut().for_each(|v| inner.normalize(v))
+            }
+            (Type::Object(Some(fields)), Value::Object(map)) => {
+                for field in fields {
+                    if let Some(v) = map.get_mut(&field.name) {
+                        field.ty.normalize(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Checks a flat JSON object of parameters against their definitions (`CD-IA-2`): every
 /// required parameter present and not `null`, every value of its declared type, and no
 /// parameter that is not declared.
@@ -342,6 +368,13 @@ mod tests {
                 .to_string();
             assert!(err.starts_with(want), "{t} {v}: got `{err}`, want `{want}`");
         }
+    }
+
+    #[test]
+    fn normalize_makes_floats_of_integers_where_floats_are_declared() {
+        let mut v = json!({"level": 60, "n": 3, "items": [{"x": 1}]});
+        ty("Object{level: Float, n: Integer, items: List<Object{x: Float}>}").normalize(&mut v);
+        assert_eq!(v.to_string(), r#"{"items":[{"x":1.0}],"level":60.0,"n":3}"#);
     }
 
     #[test]
