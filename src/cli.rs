@@ -51,6 +51,10 @@ pub enum Command {
         /// Configuration file.
         #[arg(long, default_value = "switchyard.toml")]
         config: PathBuf,
+        /// Listen here instead of `central.listen` (a second central node on the same
+        /// host; nodes sharing `central.data_dir` elect one active node).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Run one site node: instances, scripts, outbound surfaces, store-and-forward.
     #[command(

@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> Result {
             duration,
         } => runtime()?.block_on(load_generator(url, body, header, concurrency, &duration)),
         Command::Dev { config } => runtime()?.block_on(dev(&config)),
-        Command::Central { config } => runtime()?.block_on(central(&config)),
+        Command::Central { config, listen } => runtime()?.block_on(central(&config, listen)),
         Command::Site { config, site } => runtime()?.block_on(site_node(&config, &site)),
         Command::Parked {
             action,
@@ -228,8 +228,11 @@ async fn dev(path: &Path) -> Result {
     Ok(())
 }
 
-async fn central(path: &Path) -> Result {
-    let config = load(path)?;
+async fn central(path: &Path, listen: Option<std::net::SocketAddr>) -> Result {
+    let mut config = load(path)?;
+    if let Some(listen) = listen {
+        config.central.listen = listen;
+    }
     let server = start_central(config).await?;
     let _ = server.await;
     Ok(())

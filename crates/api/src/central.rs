@@ -68,7 +68,7 @@ pub struct Central {
     admin_token: ArcSwap<Option<Secret>>,
     registry_changes: watch::Sender<Arc<Registry>>,
     deployments: Arc<std::sync::Mutex<HashMap<String, SiteDeployment>>>,
-    active: AtomicBool,
+    active: Arc<AtomicBool>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -131,9 +131,15 @@ impl Central {
             admin_token: ArcSwap::new(Arc::new(admin_token)),
             registry_changes,
             deployments: Arc::default(),
-            active: AtomicBool::new(true),
+            active: Arc::new(AtomicBool::new(false)),
             reload_lock: tokio::sync::Mutex::new(()),
         });
+        crate::active::acquire(&settings.data_dir, central.active.clone()).map_err(|e| {
+            CentralError::Storage {
+                dir: settings.data_dir.display().to_string(),
+                reason: format!("active lock: {e}"),
+            }
+        })?;
         central.spawn_deployer();
         Ok(central)
     }
@@ -211,7 +217,12 @@ impl Central {
     fn spawn_deployer(self: &Arc<Self>) {
         let mut changes = self.registry_changes.subscribe();
         let deployments = self.deployments.clone();
+        let active = self.active.clone();
         tokio::spawn(async move {
+            // Only the active node deploys.
+            while !active.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             loop {
                 let registry = changes.borrow_and_update().clone();
                 let desired: Vec<Deployment> = registry

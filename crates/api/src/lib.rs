@@ -10,6 +10,7 @@
 )]
 #![forbid(unsafe_code)]
 
+mod active;
 mod admin;
 pub mod central;
 pub mod failure_log;
