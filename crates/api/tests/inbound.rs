@@ -68,6 +68,11 @@ async fn fixture(threads: usize, queue: usize) -> Fixture {
     );
     write(
         dir.path(),
+        "api/db.rhai",
+        "let db = Database.Connection(\"CentralDb\"); db.Execute(\"CREATE TABLE IF NOT EXISTS t (v INTEGER)\"); db.Execute(\"INSERT INTO t VALUES (?1)\", [params.v]); db.Query(\"SELECT count(*) AS n, sum(v) AS s FROM t\")[0]",
+    );
+    write(
+        dir.path(),
         "api/shared.rhai",
         "let r = #{}; try { Shared.Call(\"helper\", #{}); } catch (e) { r = e; } r",
     );
@@ -123,6 +128,14 @@ approved_keys = ["mes"]
 [api_methods.CallShared]
 script = "api/shared.rhai"
 approved_keys = ["mes"]
+
+[api_methods.CentralDb]
+script = "api/db.rhai"
+approved_keys = ["mes"]
+params = [ {{ name = "v", type = "Integer" }} ]
+
+[databases.CentralDb]
+url = "sqlite://central.db"
 
 [api_methods.OnlyOther]
 script = "api/ok.rhai"
@@ -657,4 +670,17 @@ async fn admin_endpoints_need_the_admin_token_and_reload_applies_keys() {
     .await;
     assert_eq!(r.0, StatusCode::OK);
     assert!(r.2.is_array());
+}
+
+/// `CD-IA-10`: API scripts reach central's databases with `Database.Connection`.
+#[tokio::test]
+async fn api_scripts_use_central_databases() {
+    let f = fixture(2, 8).await;
+    let r = send(&f.app, post("CentralDb", Some(KEY), r#"{"v": 5}"#)).await;
+    assert_eq!(
+        (r.0, r.2.clone()),
+        (StatusCode::OK, json!({ "n": 1, "s": 5 }))
+    );
+    let r = send(&f.app, post("CentralDb", Some(KEY), r#"{"v": 7}"#)).await;
+    assert_eq!(r.2, json!({ "n": 2, "s": 12 }));
 }
