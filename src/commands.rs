@@ -84,16 +84,7 @@ fn load(path: &Path) -> Result<Config> {
 
 /// `switchyard check`: every configuration and script error, as `file:line:col: message`.
 fn check(path: &Path) -> Result {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            let count = errors.0.len();
-            return Err(Exit(
-                1,
-                format!("{errors}\n{count} error(s) in {}", path.display()),
-            ));
-        }
-    };
+    let (config, config_errors) = Config::load_lenient(path).map_err(|e| Exit(1, e.to_string()))?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
@@ -126,11 +117,18 @@ fn check(path: &Path) -> Result {
             errors.push(e);
         }
     }
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    // Configuration problems first (in file order), then script errors.
+    let mut lines: Vec<String> = config_errors.iter().map(ToString::to_string).collect();
+    lines.extend(errors.iter().map(ToString::to_string));
+    if !lines.is_empty() {
+        let count = lines.len();
         return Err(Exit(
             1,
-            format!("{}\n{} error(s)", lines.join("\n"), errors.len()),
+            format!(
+                "{}\n{count} error(s) in {}",
+                lines.join("\n"),
+                path.display()
+            ),
         ));
     }
     println!(

@@ -91,7 +91,7 @@ struct RawAlarm {
 #[serde(deny_unknown_fields)]
 struct RawTemplate {
     #[serde(default)]
-    attributes: BTreeMap<String, Type>,
+    attributes: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     scripts: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
@@ -178,9 +178,23 @@ struct Loader<'t> {
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// Attributes whose type did not parse (already reported): values for them are not
+    /// reported again as unknown.
+    broken_attributes: BTreeSet<(String, String)>,
 }
 
 pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let (config, errors) = load_lenient(text, path);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Loads what can be loaded and reports every problem: the configuration holds every
+/// entry that checked out (so `check` can still compile its scripts).
+pub(super) fn load_lenient(text: &str, path: &Path) -> (Config, Vec<ConfigError>) {
     let base_dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -191,6 +205,7 @@ pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         base_dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        broken_attributes: BTreeSet::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     for e in syntax_errors {
@@ -267,13 +282,10 @@ pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         |l, name, _, raw: RawList| l.list(name, raw),
     );
 
-    if !loader.errors.is_empty() {
-        loader
-            .errors
-            .sort_by_key(|e| (e.file.clone(), e.line, e.column));
-        return Err(ConfigErrors(loader.errors));
-    }
-    Ok(Config {
+    loader
+        .errors
+        .sort_by_key(|e| (e.file.clone(), e.line, e.column));
+    let config = Config {
         source: loader.file,
         base_dir: loader.base_dir,
         central,
@@ -288,7 +300,8 @@ pub(super) fn load(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         smtp,
         notification_lists,
         warnings: loader.warnings,
-    })
+    };
+    (config, loader.errors)
 }
 
 impl Loader<'_> {
@@ -516,6 +529,30 @@ impl Loader<'_> {
     }
 
     fn template(&mut self, name: &str, raw: RawTemplate) -> Option<TemplateDef> {
+        let mut attributes = BTreeMap::new();
+        for (attribute, text) in &raw.attributes {
+            match Type::parse(text.get_ref()) {
+                Ok(ty) => {
+                    attributes.insert(attribute.clone(), ty);
+                }
+                Err(e) => {
+                    // Point at the character in the type string (after the opening quote).
+                    let at = text.span().start
+                        + 1
+                        + text
+                            .get_ref()
+                            .char_indices()
+                            .nth(e.column - 1)
+                            .map_or(0, |(i, _)| i);
+                    self.error(
+                        at..at,
+                        format!("templates.{name}.attributes.{attribute}: {}", e.message),
+                    );
+                    self.broken_attributes
+                        .insert((name.to_string(), attribute.clone()));
+                }
+            }
+        }
         let mut scripts = BTreeMap::new();
         for (script_name, path) in &raw.scripts {
             if let Some(source) = self.script(path) {
@@ -527,7 +564,7 @@ impl Loader<'_> {
             let span = alarm.span();
             let alarm = alarm.into_inner();
             let what = format!("templates.{name}.alarms.{}", alarm.name);
-            match raw.attributes.get(alarm.attribute.get_ref()) {
+            match attributes.get(alarm.attribute.get_ref()) {
                 Some(Type::Integer | Type::Float) => {}
                 Some(other) => {
                     self.error(alarm.attribute.span(), format!("{what}: attribute `{}` is {other}; alarms need an Integer or Float attribute", alarm.attribute.get_ref()));
@@ -560,7 +597,7 @@ impl Loader<'_> {
         // Kept even when something in it is wrong: instances that use it are still
         // checked, and the load fails anyway because the errors were recorded.
         Some(TemplateDef {
-            attributes: raw.attributes,
+            attributes,
             scripts,
             alarms,
         })
@@ -593,7 +630,9 @@ impl Loader<'_> {
         };
         let mut values = BTreeMap::new();
         for (attr, value) in raw.values {
+            let broken = (raw.template.get_ref().clone(), attr.get_ref().clone());
             match template.attributes.get(attr.get_ref()) {
+                None if self.broken_attributes.contains(&broken) => ok = false,
                 None => {
                     ok = false;
                     self.error(
@@ -1014,10 +1053,7 @@ x = 1
         let errors = Config::load(&path).unwrap_err();
         let shown = errors.to_string();
         let expect = [
-            (
-                7,
-                "templates.Tank: invalid type at column 1: unknown type `Flaot`",
-            ),
+            (7, "templates.Tank.attributes.Level: unknown type `Flaot`"),
             (11, "script file"),
             (14, "instances.P-1: unknown template `Pmp`"),
             (19, "instances.P-2: unknown site `nowhere`"),

@@ -109,6 +109,20 @@ impl Config {
         Config::parse(&text, path)
     }
 
+    /// Loads what can be loaded and reports every problem: the configuration holds each
+    /// entry that checked out. `Err` only when the file cannot be read.
+    pub fn load_lenient(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read the configuration: {e}"),
+            }])
+        })?;
+        Ok(load::load_lenient(&text, path))
+    }
+
     /// Checks configuration text as if it had been read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         load::load(text, path)

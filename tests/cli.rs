@@ -1,0 +1,132 @@
+//! The command line a newcomer meets: `check` reports every problem with its location,
+//! every command has help with examples, keys are created and shown once.
+
+mod common;
+
+use common::*;
+
+/// A bad type name, an unknown template, a missing script file and a script syntax
+/// error: all four with `file:line:col`, exit 1.
+#[test]
+fn check_reports_all_four_problems_with_locations_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "scripts/broken.rhai",
+        "let x = 1;\nlet y = (;\n",
+    );
+    write(
+        dir.path(),
+        "switchyard.toml",
+        r#"[sites.s]
+listen = "127.0.0.1:1"
+token = { env = "T" }
+
+[templates.Tank]
+attributes = { Level = "Flota" }
+scripts = { Fill = "scripts/broken.rhai", Drain = "scripts/missing.rhai" }
+
+[instances.T-1]
+template = "Tnak"
+site = "s"
+"#,
+    );
+    let config = dir.path().join("switchyard.toml");
+    let (code, _, err) = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let file = config.display().to_string();
+    for expected in [
+        format!("{file}:6:25: templates.Tank.attributes.Level: unknown type `Flota`"),
+        format!("{file}:7:51: script file"),
+        format!("{file}:10:12: instances.T-1: unknown template `Tnak`"),
+        "scripts/broken.rhai:2:10: ".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(err.contains("4 error(s)"), "{err}");
+}
+
+#[test]
+fn check_accepts_the_example_plant() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/plant/switchyard.toml"
+    );
+    let (code, out, err) = cli(&["check", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok (1 site(s), 4 API method(s)"), "{out}");
+    assert!(
+        err.contains("warning:"),
+        "literal secrets in the example are warned about: {err}"
+    );
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for command in [
+        vec!["dev"],
+        vec!["central"],
+        vec!["site"],
+        vec!["check"],
+        vec!["key"],
+        vec!["parked"],
+        vec!["failures"],
+        vec!["bench"],
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let (code, out, _) = cli(&args);
+        assert_eq!(code, 0, "{command:?}");
+        assert!(
+            out.contains("Example"),
+            "{command:?} --help has no example:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn key_new_prints_the_key_once_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "switchyard.toml",
+        "[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n",
+    );
+    let config = dir.path().join("switchyard.toml");
+    let (code, out, err) = cli(&["key", "new", "mes", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let key = out.trim();
+    assert!(key.starts_with("sy_") && key.len() >= 40, "{out}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&hash(key)) && !text.contains(key));
+    let (code, _, err) = cli(&["key", "new", "mes", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn failures_cli_reads_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "switchyard.toml",
+        "[central]\ndata_dir = \"data\"\n",
+    );
+    write(
+        dir.path(),
+        "data/failures.jsonl",
+        "{\"time\":\"2026-11-28T10:00:00Z\",\"method\":\"M\",\"key\":\"mes\",\"incident\":\"i-1\",\"status\":500,\"code\":\"SCRIPT_ERROR\",\"detail\":\"boom\",\"duration_ms\":3}\n",
+    );
+    let config = dir.path().join("switchyard.toml");
+    let (code, out, _) = cli(&["failures", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("i-1") && out.contains("boom"), "{out}");
+    let (_, out, _) = cli(&[
+        "failures",
+        "--config",
+        config.to_str().unwrap(),
+        "--since",
+        "2026-11-28T11:00:00Z",
+    ]);
+    assert_eq!(out.trim(), "no failures recorded");
+}
