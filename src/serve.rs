@@ -4,6 +4,7 @@
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use switchyard_api::Central;
 use tokio::net::TcpListener;
 
@@ -14,16 +15,40 @@ pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
 }
 
-/// Serves `router` until shutdown.
+/// A client must send its request headers within this long (slow clients are cut off).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` (HTTP/1.1) until Ctrl-C or SIGTERM; connections that trickle their
+/// headers are closed after [`HEADER_READ_TIMEOUT`] (bodies have their own timeout in the
+/// API). In-flight requests finish before the process exits.
 pub fn spawn(router: Router, listener: TcpListener) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server stopped");
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            let connection = graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
         }
+        let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     })
 }
 

@@ -78,6 +78,7 @@ where
                     target: call.method.clone(),
                 })?;
             call.deadline = Some(Deadline::after(entry.def.timeout));
+            let entry_timeout = entry.def.timeout;
             call.entry = Some(entry);
             if call.http_method != http::Method::POST {
                 return Err(MethodNotAllowed {
@@ -105,7 +106,9 @@ where
                 body,
                 usize::try_from(layer.max_body).unwrap_or(usize::MAX),
             );
-            let bytes = match tokio::time::timeout(layer.body_timeout, limited.collect()).await {
+            // The body must arrive within the method's timeout (and never more than the cap).
+            let body_timeout = layer.body_timeout.min(entry_timeout);
+            let bytes = match tokio::time::timeout(body_timeout, limited.collect()).await {
                 Err(_) => return Err(BodyTimeout.into()),
                 Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                     return Err(PayloadTooLarge {
