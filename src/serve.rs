@@ -42,8 +42,11 @@ pub fn spawn(router: Router, listener: TcpListener) -> tokio::task::JoinHandle<(
             let _ = stream.set_nodelay(true);
             let service = hyper_util::service::TowerToHyperService::new(router.clone());
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-            let connection = graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let connection = graceful
+                .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
             tokio::spawn(async move {
                 let _ = connection.await;
             });

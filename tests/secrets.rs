@@ -1,0 +1,157 @@
+//! Secrets never appear in logs, error bodies, the failure log or metrics: every surface
+//! runs with known secrets, then everything the system wrote is searched for them.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_appears_in_logs_error_bodies_failure_log_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(&dir.path().join("smtp"), 0, &[]);
+    let stub = HttpStub::start().await;
+    let tokens = HttpStub::start().await;
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        smtp_port: smtp.as_ref().map_or(1, |s| s.port),
+        ..Peers::default()
+    });
+    // OAuth2 SMTP with a token endpoint answered by the stub (its default reply).
+    let oauth_secret = "oauth-client-secret-77123";
+    let token = "oauth-access-token-55321";
+    let text = std::fs::read_to_string(&plant.config).unwrap().replace(
+        "auth = { type = \"none\" }",
+        &format!("auth = {{ type = \"oauth2\", tenant = \"t\", client_id = \"c\", client_secret = \"{oauth_secret}\", authority = \"http://{}\" }}", tokens.addr),
+    );
+    std::fs::write(&plant.config, text).unwrap();
+    tokens.set_default(Reply::json(
+        200,
+        json!({ "access_token": token, "expires_in": 3600 }),
+    ));
+    stub.set_default(Reply::json(200, json!({ "id": 1, "status": "ok" })));
+    plant.start().await;
+
+    let mut bodies = Vec::new();
+    bodies.push(
+        plant
+            .call("Run", json!({ "instance": "T-1", "script": "Echo" }))
+            .await
+            .1,
+    );
+    bodies.push(
+        plant
+            .call_with("Run", json!({}), Some("wrong-key-not-a-secret"))
+            .await
+            .1,
+    );
+    bodies.push(plant.call("Broken", json!({})).await.1);
+    bodies.push(
+        plant
+            .run(
+                "T-1",
+                "External",
+                json!({ "system": "Stub", "method": "GetOrder", "args": { "id": 1 } }),
+            )
+            .await,
+    );
+    bodies.push(plant.run("T-1", "External", json!({ "system": "BasicStub", "method": "PostReading", "args": { "tank": "a", "level": 1.0 } })).await);
+    stub.push(Reply::json(401, json!({ "error": "bad key" })));
+    bodies.push(
+        plant
+            .run(
+                "T-1",
+                "External",
+                json!({ "system": "Stub", "method": "GetOrder", "args": { "id": 2 } }),
+            )
+            .await,
+    );
+    stub.push(Reply::json(503, json!({})));
+    bodies.push(plant.run("T-1", "Cached", json!({ "system": "Stub", "method": "PostReading", "args": { "tank": "a", "level": 2.0 } })).await);
+    if smtp.is_some() {
+        bodies.push(
+            plant
+                .run(
+                    "T-1",
+                    "Mail",
+                    json!({ "list": "Operators", "subject": "s", "message": "m" }),
+                )
+                .await,
+        );
+    }
+    let (_, sites) = plant.admin(reqwest::Method::GET, "/sites").await;
+    bodies.push(sites);
+    let (_, failures) = plant.admin(reqwest::Method::GET, "/failures").await;
+    bodies.push(failures);
+    plant.kill("plant-b");
+    bodies.push(
+        plant
+            .call("Run", json!({ "instance": "P-1", "script": "Echo" }))
+            .await
+            .1,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut haystack = String::new();
+    for b in &bodies {
+        haystack.push_str(&b.to_string());
+    }
+    for port in [plant.central_port, plant.site_port("plant-a")] {
+        haystack.push_str(
+            &http()
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    haystack.push_str(
+        &std::fs::read_to_string(plant.dir.path().join("data/central/failures.jsonl"))
+            .unwrap_or_default(),
+    );
+    let (_, parked, _) = cli(&[
+        "parked",
+        "list",
+        "--config",
+        plant.config_str(),
+        "--site",
+        "plant-a",
+        "--json",
+    ]);
+    haystack.push_str(&parked);
+    let (_, failures_cli, _) = cli(&["failures", "--config", plant.config_str()]);
+    haystack.push_str(&failures_cli);
+    for p in &plant.procs {
+        haystack.push_str(&p.log_text());
+    }
+    assert!(
+        haystack.contains("SCRIPT_ERROR") && haystack.contains("SITE_UNREACHABLE"),
+        "the run produced the failures it should"
+    );
+    let basic = "ZXJwLXVzZXI6ZXJwLXBhc3MtNDU2"; // base64("erp-user:erp-pass-456")
+    for secret in [
+        KEY,
+        SITE_TOKEN,
+        ADMIN_TOKEN,
+        "stub-key-123",
+        "erp-pass-456",
+        basic,
+        oauth_secret,
+        token,
+    ] {
+        assert!(
+            !haystack.contains(secret),
+            "secret `{secret}` leaked:\n{}",
+            context(&haystack, secret)
+        );
+    }
+}
+
+fn context(haystack: &str, needle: &str) -> String {
+    let i = haystack.find(needle).unwrap_or(0);
+    haystack[i.saturating_sub(200)..(i + 200).min(haystack.len())].to_string()
+}
