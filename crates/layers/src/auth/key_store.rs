@@ -151,3 +151,43 @@ mod tests {
         assert!(store.add_key("x", "sha256:zz", true).is_err());
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn median_time(store: &StaticKeyStore, presented: &str) -> Duration {
+        let mut samples: Vec<Duration> = (0..3001)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(store.authenticate(std::hint::black_box(presented)));
+                t.elapsed()
+            })
+            .collect();
+        samples.sort_unstable();
+        samples[samples.len() / 2]
+    }
+
+    /// A guess wrong in its first byte takes as long as one wrong in its last: the
+    /// presented key is hashed and every stored hash compared in full (no early exit).
+    #[test]
+    fn a_near_miss_takes_as_long_as_a_far_miss() {
+        let real = "k".repeat(64);
+        let mut store = StaticKeyStore::default();
+        for i in 0..16 {
+            store
+                .add_key(&format!("key{i}"), &hash_key(&format!("{real}{i}")), true)
+                .unwrap();
+        }
+        let near = format!("{}{}", &real[..63], "x0");
+        let far = format!("x{}0", &real[1..]);
+        let _ = median_time(&store, &near); // warm up
+        let (near_t, far_t) = (median_time(&store, &near), median_time(&store, &far));
+        let ratio = near_t.as_secs_f64() / far_t.as_secs_f64();
+        assert!(
+            (0.6..1.6).contains(&ratio),
+            "near {near_t:?} vs far {far_t:?}"
+        );
+    }
+}
