@@ -5,7 +5,7 @@ use crate::admin;
 use crate::central::{Central, error_body};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -33,12 +33,12 @@ pub fn app(central: Arc<Central>) -> Router {
         .with_state(central)
 }
 
-async fn api(
-    State(central): State<Arc<Central>>,
-    Path(method): Path<String>,
-    request: Request,
-) -> Response {
+async fn api(State(central): State<Arc<Central>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    // Decoded by hand: any byte sequence names a method (unknown ones get 404 with the
+    // usual JSON body, never a framework rejection).
+    let raw = parts.uri.path().strip_prefix("/api/").unwrap_or("");
+    let method = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
     central
         .handle_api(method, parts.method, parts.headers, body)
         .await
