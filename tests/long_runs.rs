@@ -403,7 +403,7 @@ async fn soak_mixed_load_keeps_memory_and_descriptors_flat() {
             let mut i = 0u64;
             while Instant::now() < end {
                 i += 1;
-                if w == 0 && i % 50 == 0 {
+                if w == 0 && i.is_multiple_of(50) {
                     stub.push(Reply::json(503, json!({}))); // an injected outbound fault
                 }
                 let (status, body) = match (w + i) % 5 {

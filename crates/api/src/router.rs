@@ -38,7 +38,9 @@ async fn api(State(central): State<Arc<Central>>, request: Request) -> Response 
     // Decoded by hand: any byte sequence names a method (unknown ones get 404 with the
     // usual JSON body, never a framework rejection).
     let raw = parts.uri.path().strip_prefix("/api/").unwrap_or("");
-    let method = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    let method = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
     central
         .handle_api(method, parts.method, parts.headers, body)
         .await
