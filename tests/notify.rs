@@ -117,15 +117,7 @@ async fn always_4xx_is_parked_after_max_retries() {
         plant.counts("plant-a").await == (0, 1)
     })
     .await;
-    let (_, out, _) = cli(&[
-        "parked",
-        "list",
-        "--config",
-        plant.config_str(),
-        "--site",
-        "plant-a",
-        "--json",
-    ]);
+    let (_, out) = plant.parked_list_json("plant-a");
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list["items"][0]["category"], "notification");
     assert_eq!(list["items"][0]["attempts"], 2);

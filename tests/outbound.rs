@@ -372,15 +372,7 @@ async fn buffered_calls_and_writes_survive_kill_9_and_are_delivered_after_restar
         }
     }
     let expected_pending = if pg { 10 } else { 5 };
-    let (code, out, _) = cli(&[
-        "parked",
-        "list",
-        "--config",
-        plant.config_str(),
-        "--site",
-        "plant-a",
-        "--json",
-    ]);
+    let (code, out) = plant.parked_list_json("plant-a");
     assert_eq!(
         plant.counts("plant-a").await,
         (expected_pending, 0),

@@ -113,15 +113,7 @@ async fn no_secret_appears_in_logs_error_bodies_failure_log_or_metrics() {
         &std::fs::read_to_string(plant.dir.path().join("data/central/failures.jsonl"))
             .unwrap_or_default(),
     );
-    let (_, parked, _) = cli(&[
-        "parked",
-        "list",
-        "--config",
-        plant.config_str(),
-        "--site",
-        "plant-a",
-        "--json",
-    ]);
+    let (_, parked) = plant.parked_list_json("plant-a");
     haystack.push_str(&parked);
     let (_, failures_cli, _) = cli(&["failures", "--config", plant.config_str()]);
     haystack.push_str(&failures_cli);

@@ -807,6 +807,20 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
         self.config.to_str().unwrap()
     }
 
+    /// `switchyard parked list --json` for a site: (exit code, stdout).
+    pub fn parked_list_json(&self, site: &str) -> (i32, String) {
+        let (code, out, _) = cli(&[
+            "parked",
+            "list",
+            "--config",
+            self.config_str(),
+            "--site",
+            site,
+            "--json",
+        ]);
+        (code, out)
+    }
+
     pub fn site_port(&self, site: &str) -> u16 {
         self.site_ports.iter().find(|(n, _)| n == site).unwrap().1
     }

@@ -98,28 +98,14 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Reads and checks a configuration file; script files it names are read too.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                message: format!("cannot read the configuration: {e}"),
-            }])
-        })?;
+        let text = read_config_text(path)?;
         Config::parse(&text, path)
     }
 
     /// Loads what can be loaded and reports every problem: the configuration holds each
     /// entry that checked out. `Err` only when the file cannot be read.
     pub fn load_lenient(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                message: format!("cannot read the configuration: {e}"),
-            }])
-        })?;
+        let text = read_config_text(path)?;
         Ok(load::load_lenient(&text, path))
     }
 
@@ -137,4 +123,16 @@ impl Config {
     pub fn site_of(&self, instance: &str) -> Option<&str> {
         self.instances.get(instance).map(|i| i.site.as_str())
     }
+}
+
+/// The file's text, or the one error saying why it cannot be read.
+fn read_config_text(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the configuration: {e}"),
+        }])
+    })
 }

@@ -669,15 +669,7 @@ impl Writer {
                 bump(deltas, m.category, &m.target, -1, 1);
             }
             OutboxEvent::Retried { id, due_ms } => {
-                if !touched.insert(*id) {
-                    return Err(OutboxError::NotFound(*id));
-                }
-                let bytes = s
-                    .parked
-                    .get(id.to_bytes())?
-                    .ok_or(OutboxError::NotFound(*id))?;
-                let parked: ParkedMessage =
-                    decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))?;
+                let parked = self.parked_once(id, touched)?;
                 let mut m = parked.message;
                 m.attempts = 0;
                 m.due_ms = *due_ms;
@@ -687,15 +679,7 @@ impl Writer {
                 bump(deltas, m.category, &m.target, 1, -1);
             }
             OutboxEvent::Discarded { id } => {
-                if !touched.insert(*id) {
-                    return Err(OutboxError::NotFound(*id));
-                }
-                let bytes = s
-                    .parked
-                    .get(id.to_bytes())?
-                    .ok_or(OutboxError::NotFound(*id))?;
-                let parked: ParkedMessage =
-                    decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))?;
+                let parked = self.parked_once(id, touched)?;
                 batch.remove(&s.parked, id.to_bytes());
                 bump(
                     deltas,
@@ -707,6 +691,24 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// The parked message an operator action names; `NotFound` when there is none or
+    /// when this batch already acted on it.
+    fn parked_once(
+        &self,
+        id: &MessageId,
+        touched: &mut HashSet<MessageId>,
+    ) -> Result<ParkedMessage, OutboxError> {
+        if !touched.insert(*id) {
+            return Err(OutboxError::NotFound(*id));
+        }
+        let bytes = self
+            .shared
+            .parked
+            .get(id.to_bytes())?
+            .ok_or(OutboxError::NotFound(*id))?;
+        decode(&bytes).map_err(|e| OutboxError::Storage(e.to_string()))
     }
 
     fn write(
