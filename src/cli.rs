@@ -141,6 +141,10 @@ pub enum Command {
         #[arg(long, default_value = "5s")]
         duration: String,
     },
+    /// JSON echo server used by the benchmarks (prints its address; runs until its
+    /// standard input closes).
+    #[command(hide = true)]
+    EchoServer,
     /// Read central's failure log (every 5xx of the Inbound API).
     #[command(
         after_help = "Examples:\n  switchyard failures --config switchyard.toml\n  switchyard failures --config switchyard.toml --since 1h\n  switchyard failures --config switchyard.toml --since 2026-11-28T10:00:00Z"

@@ -50,6 +50,10 @@ pub fn run(cli: Cli) -> Result {
             concurrency,
             duration,
         } => runtime()?.block_on(load_generator(url, body, header, concurrency, &duration)),
+        Command::EchoServer => {
+            runtime()?.block_on(bench::echo::serve_until_stdin_closes());
+            Ok(())
+        }
         Command::Dev { config } => runtime()?.block_on(dev(&config)),
         Command::Central { config, listen } => runtime()?.block_on(central(&config, listen)),
         Command::Site { config, site } => runtime()?.block_on(site_node(&config, &site)),

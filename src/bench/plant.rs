@@ -58,6 +58,11 @@ pub async fn start(external: SocketAddr, pg_url: &str) -> BenchPlant {
         "scripts/ext.rhai",
         "ExternalSystem.Call(\"Local\", \"Post\", params)",
     );
+    write(
+        dir.path(),
+        "scripts/ext_loop.rhai",
+        "let i = 0; while i < params.n { ExternalSystem.Call(\"Local\", \"Post\", #{ tank: \"T-1\", level: 42.5 }); i += 1; } i",
+    );
     let config = format!(
         r#"
 [central]
@@ -87,7 +92,7 @@ returns = "Object{{Level: Float, Setpoint: Float, Name: String}}"
 
 [templates.Tank]
 attributes = {{ Level = "Float", Setpoint = "Float", Name = "String" }}
-scripts = {{ Echo = "scripts/echo.rhai", Ext = "scripts/ext.rhai" }}
+scripts = {{ Echo = "scripts/echo.rhai", Ext = "scripts/ext.rhai", ExtLoop = "scripts/ext_loop.rhai" }}
 
 [instances.T-1]
 template = "Tank"
