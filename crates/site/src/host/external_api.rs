@@ -2,6 +2,7 @@
 //! `[4.4-7]`, `KDD-ext-2`).
 
 use super::{RunContext, delivery_map, json_arg};
+use crate::external::block_on_here;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use std::sync::Arc;
 use switchyard_core::script::{failure_error, to_dynamic};
@@ -41,10 +42,8 @@ fn call(api: &ExternalSystemApi, system: &str, method: &str, params: Map) -> Res
     let params = json_arg(&Dynamic::from_map(params), "params")?;
     let ctx = &api.0;
     let gateway = &ctx.runtime.external;
-    match ctx
-        .handle
-        .block_on(gateway.call(system, method, params, Some(ctx.deadline)))
-    {
+    let call = gateway.call(system, method, params, Some(ctx.deadline));
+    match block_on_here(call).unwrap_or_else(|call| ctx.handle.block_on(call)) {
         Ok(value) => Ok(to_dynamic(&value)),
         Err(failure) => Err(failure_error(&failure)),
     }
@@ -59,10 +58,8 @@ fn cached_call(
     let params = json_arg(&Dynamic::from_map(params), "params")?;
     let ctx = &api.0;
     let gateway = &ctx.runtime.external;
-    match ctx
-        .handle
-        .block_on(gateway.cached_call(system, method, params, Some(ctx.deadline)))
-    {
+    let call = gateway.cached_call(system, method, params, Some(ctx.deadline));
+    match block_on_here(call).unwrap_or_else(|call| ctx.handle.block_on(call)) {
         Ok(buffered) => {
             if let Some(id) = buffered {
                 tracing::info!(target: "switchyard::event", script = %ctx.source, system, method, %id, "external call buffered for retry");

@@ -11,8 +11,11 @@
 //! | `Database` | `Connection(name)`, `CachedWrite(name, sql, params)` |
 //! | `Log` | `Info`, `Warn`, `Error` |
 //!
-//! Native functions that need I/O hand it to the async runtime and wait on the script
-//! thread (`Handle::block_on`); they never run on the runtime's workers.
+//! Native functions that need I/O run it on the script thread and wait there; they never
+//! run on the runtime's workers. External system calls run in the script thread's own
+//! runtime with the thread's own connections (no hand-over to a worker and back, see
+//! `external::block_on_here`); the others drive the shared runtime's futures with
+//! `Handle::block_on`.
 
 mod database_api;
 mod external_api;
