@@ -109,10 +109,13 @@ impl SiteNode {
         };
         let services = NodeServices {
             engine: Arc::new(site_engine(&ScriptLimits::default())),
-            pool: ScriptPool::new(
+            // Idle script threads let their own HTTP connections see closes and expire.
+            pool: ScriptPool::with_idle_hook(
                 &format!("site-{site}"),
                 settings.script_threads,
                 settings.script_queue,
+                crate::external::TIDY_EVERY,
+                Arc::new(crate::external::tidy_thread),
             ),
             state,
             outbox,

@@ -35,4 +35,4 @@ pub use convert::{failure_error, failure_map, from_dynamic, to_dynamic};
 pub use engine::{ScriptLimits, compile, current_deadline, enter_nested_call, new_engine};
 pub use error::{CompileError, ScriptError};
 pub use log::LogApi;
-pub use pool::{Overloaded, PoolClosed, ScriptPool};
+pub use pool::{IdleHook, Overloaded, PoolClosed, ScriptPool};

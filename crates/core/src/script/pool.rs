@@ -26,11 +26,15 @@ struct Job {
     run: Box<dyn FnOnce() + Send>,
 }
 
+/// Work a script thread does when it has had no job for a while.
+pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
+
 struct Shared {
     name: String,
     queued: AtomicUsize,
     busy: AtomicUsize,
     threads: usize,
+    idle: Option<(std::time::Duration, IdleHook)>,
 }
 
 /// A fixed set of script threads with a bounded queue.
@@ -54,6 +58,28 @@ impl std::fmt::Debug for ScriptPool {
 impl ScriptPool {
     /// Starts `threads` script threads named `{name}-script-N`; `queue` calls may wait.
     pub fn new(name: &str, threads: usize, queue: usize) -> ScriptPool {
+        ScriptPool::start(name, threads, queue, None)
+    }
+
+    /// [`new`](Self::new), and each thread runs `hook` after `every` without a job (and
+    /// every `every` while it stays idle): housekeeping of what the thread keeps between
+    /// jobs, such as its own connections.
+    pub fn with_idle_hook(
+        name: &str,
+        threads: usize,
+        queue: usize,
+        every: std::time::Duration,
+        hook: IdleHook,
+    ) -> ScriptPool {
+        ScriptPool::start(name, threads, queue, Some((every, hook)))
+    }
+
+    fn start(
+        name: &str,
+        threads: usize,
+        queue: usize,
+        idle: Option<(std::time::Duration, IdleHook)>,
+    ) -> ScriptPool {
         let (external, external_rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
         let (internal, internal_rx) = crossbeam_channel::unbounded::<Job>();
         let shared = Arc::new(Shared {
@@ -61,6 +87,7 @@ impl ScriptPool {
             queued: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             threads: threads.max(1),
+            idle,
         });
         for i in 0..shared.threads {
             let (external_rx, internal_rx, shared) =
@@ -168,11 +195,19 @@ fn publish(shared: &Shared) {
 fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
     loop {
         // Work the node gave itself first, then callers, in arrival order.
-        let job = match internal.try_recv() {
-            Ok(job) => Ok(job),
-            Err(_) => crossbeam_channel::select! {
+        let job = match (internal.try_recv(), &shared.idle) {
+            (Ok(job), _) => Ok(job),
+            (Err(_), None) => crossbeam_channel::select! {
                 recv(internal) -> job => job,
                 recv(external) -> job => job,
+            },
+            (Err(_), Some((every, hook))) => crossbeam_channel::select! {
+                recv(internal) -> job => job,
+                recv(external) -> job => job,
+                default(*every) => {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook()));
+                    continue;
+                }
             },
         };
         // Both queues close together, when the last pool handle is dropped.
@@ -220,6 +255,25 @@ mod tests {
         assert_eq!(first.await.unwrap().as_deref(), Some("t-script-0"));
         assert_eq!(second.await.unwrap(), 2);
         assert_eq!(pool.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_thread_runs_its_hook_and_still_takes_jobs() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = ran.clone();
+        let pool = ScriptPool::with_idle_hook(
+            "i",
+            1,
+            4,
+            Duration::from_millis(20),
+            Arc::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(ran.load(Ordering::SeqCst) >= 2, "the hook ran while idle");
+        let job = pool.submit(Deadline::after(Duration::from_secs(5)), || 7);
+        assert_eq!(job.unwrap().await.unwrap(), 7);
     }
 
     #[tokio::test]

@@ -77,6 +77,22 @@ async fn settle() {
     tokio::task::yield_now().await;
 }
 
+/// How often an idle script thread tidies its connections ([`tidy_thread`]).
+pub const TIDY_EVERY: Duration = Duration::from_secs(15);
+
+/// Housekeeping of a script thread's own HTTP clients while it has no job: drops the
+/// clients of systems no longer deployed, and lets the thread's runtime run once so its
+/// connections notice closes by the server and expire after [`POOL_IDLE`]. Without it
+/// those would only happen at the thread's next call.
+pub fn tidy_thread() {
+    let _ = THREAD_CLIENTS.try_with(|clients| {
+        clients
+            .borrow_mut()
+            .retain(|(owner, _)| owner.strong_count() > 0);
+    });
+    let _ = block_on_here(async {});
+}
+
 fn client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -132,8 +148,10 @@ impl Service<http::Request<Bytes>> for Reqwest {
     }
 
     fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
-        let client = self.client_here();
+        let transport = self.clone();
         Box::pin(async move {
+            // Chosen where the request runs, not where it was made.
+            let client = transport.client_here();
             let request = reqwest::Request::try_from(request)?;
             let mut response = client.execute(request).await?;
             let mut builder = http::Response::builder().status(response.status());
@@ -165,10 +183,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A server that answers one request per connection and then closes it after
-    /// `close_after`, as a server with a short keep-alive timeout does.
+    /// A server that keeps each connection open for `idle` after its last answer and
+    /// then closes it, as a server with a keep-alive timeout does.
     fn short_keep_alive_server(
-        close_after: Duration,
+        idle: Duration,
     ) -> (
         tokio::runtime::Runtime,
         std::net::SocketAddr,
@@ -187,16 +205,20 @@ mod tests {
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
                     let mut buf = [0u8; 1024];
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    loop {
+                        // One request (GETs without a body), then the answer.
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tokio::time::timeout(idle, socket.read(&mut buf)).await {
+                                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                                _ => return,
+                            }
+                        }
+                        seen.clear();
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
                         }
                     }
-                    let _ = socket
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}")
-                        .await;
-                    tokio::time::sleep(close_after).await;
                 });
             }
         });
@@ -226,6 +248,45 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_script_thread_reuses_its_connection_while_the_server_keeps_it() {
+        let (_server, addr, accepted) = short_keep_alive_server(Duration::from_secs(30));
+        let mut transport = Reqwest::new(Duration::from_secs(2));
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                let response = block_on_here(transport.call(get(addr)))
+                    .unwrap_or_else(|_| panic!("a plain thread has its own runtime"))
+                    .expect("the call succeeds");
+                assert_eq!(response.status(), 200);
+                tidy_thread();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn tidying_drops_the_clients_of_systems_no_longer_deployed() {
+        std::thread::spawn(|| {
+            let mut transport = Reqwest::new(Duration::from_secs(2));
+            let (_server, addr, _) = short_keep_alive_server(Duration::from_secs(30));
+            block_on_here(transport.call(get(addr)))
+                .unwrap_or_else(|_| panic!("a plain thread has its own runtime"))
+                .expect("the call succeeds");
+            let held = || THREAD_CLIENTS.with(|c| c.borrow().len());
+            assert_eq!(held(), 1);
+            tidy_thread();
+            assert_eq!(held(), 1, "a deployed system keeps its client");
+            drop(transport);
+            tidy_thread();
+            assert_eq!(held(), 0);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
