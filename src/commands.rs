@@ -350,16 +350,17 @@ fn print_parked(action: &ParkedAction, value: &serde_json::Value, json: bool) {
                 return;
             }
             println!(
-                "{:<36}  {:<12}  {:<16}  {:>8}  {:<25}  REASON",
+                "{:<36}  {:<12}  {:<16}  {:>8}  {:<29}  REASON",
                 "ID", "CATEGORY", "TARGET", "ATTEMPTS", "PARKED"
             );
             for item in &items {
                 println!(
-                    "{:<36}  {:<12}  {:<16}  {:>8}  {:<25}  {}",
+                    "{:<36}  {:<12}  {:<16}  {:>8}  {:<29}  {}",
                     item["id"].as_str().unwrap_or(""),
                     item["category"].as_str().unwrap_or(""),
                     item["target"].as_str().unwrap_or(""),
-                    item["attempts"],
+                    // A JSON value ignores width and alignment; its text does not.
+                    item["attempts"].to_string(),
                     item["parked"].as_str().unwrap_or(""),
                     item["reason"].as_str().unwrap_or("")
                 );

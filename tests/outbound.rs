@@ -301,6 +301,16 @@ async fn never_succeeding_calls_are_parked_and_the_cli_lists_retries_and_discard
         table.contains(&first) && table.contains("external"),
         "{table}"
     );
+    // Columns line up: the attempts end under the end of their header.
+    let header = table.lines().next().unwrap();
+    let row = table.lines().find(|l| l.starts_with(&first)).unwrap();
+    let attempts_end = header.find("ATTEMPTS").unwrap() + "ATTEMPTS".len();
+    assert_eq!(&row[attempts_end - 1..attempts_end], "3", "{table}");
+    assert_eq!(
+        header.find("PARKED"),
+        row[attempts_end..].find("20").map(|at| at + attempts_end),
+        "{table}"
+    );
 
     stub.set_default(Reply::json(200, json!({})));
     let before = stub.seen().len();
