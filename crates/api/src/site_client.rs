@@ -19,6 +19,7 @@ use switchyard_core::protocol::{
     self, AttributeValues, CallScript, Deployed, Deployment, ErrorBody, GetAttributes, Health,
     ParkedList, ScriptResult, SetAttributes,
 };
+use switchyard_core::script::PerThreadClient;
 use switchyard_core::{BoxError, Deadline, Failure};
 use switchyard_layers::classify::{Classify, ClassifyLayer};
 use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
@@ -108,7 +109,8 @@ pub struct SiteResponse {
 /// Tries the site's nodes in order; the first that accepts the connection answers.
 #[derive(Clone, Debug)]
 struct SiteTransport {
-    http: reqwest::Client,
+    /// Script threads (`Route.To`) use their own connections, the async runtime the shared ones.
+    http: PerThreadClient,
     directory: Arc<SiteDirectory>,
 }
 
@@ -125,6 +127,8 @@ impl Service<SiteRequest> for SiteTransport {
         let http = self.http.clone();
         let directory = self.directory.clone();
         Box::pin(async move {
+            // Chosen where the request runs, not where it was made.
+            let http = http.get();
             let endpoint = directory.sites.get(&request.site).ok_or_else(|| {
                 Failure::permanent(
                     codes::NOT_FOUND,
@@ -251,11 +255,13 @@ impl SiteClient {
     /// `connect_timeout`.
     pub fn new(directory: Arc<SiteDirectory>, connect_timeout: Duration) -> SiteClient {
         switchyard_core::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = PerThreadClient::new(move || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        });
         SiteClient {
             transport: SiteTransport {
                 http,

@@ -29,6 +29,7 @@ mod engine;
 mod error;
 mod log;
 mod pool;
+mod thread_io;
 
 pub use connection::{ConnectionApi, ConnectionTracker, sql_params};
 pub use convert::{failure_error, failure_map, from_dynamic, to_dynamic};
@@ -36,3 +37,4 @@ pub use engine::{ScriptLimits, compile, current_deadline, enter_nested_call, new
 pub use error::{CompileError, ScriptError};
 pub use log::LogApi;
 pub use pool::{IdleHook, Overloaded, PoolClosed, ScriptPool};
+pub use thread_io::{PerThreadClient, TIDY_EVERY, block_on_here, tidy_thread};

@@ -14,7 +14,7 @@ mod call;
 mod transport;
 
 pub use call::{ExternalCall, MethodCall};
-pub use transport::{Reqwest, TIDY_EVERY, block_on_here, tidy_thread};
+pub use transport::Reqwest;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};

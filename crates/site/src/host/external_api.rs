@@ -2,10 +2,9 @@
 //! `[4.4-7]`, `KDD-ext-2`).
 
 use super::{RunContext, delivery_map, json_arg};
-use crate::external::block_on_here;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use std::sync::Arc;
-use switchyard_core::script::{failure_error, to_dynamic};
+use switchyard_core::script::{block_on_here, failure_error, to_dynamic};
 
 #[derive(Clone)]
 pub(crate) struct ExternalSystemApi(pub(crate) Arc<RunContext>);
