@@ -126,14 +126,7 @@ impl Central {
             config_path,
             registry: ArcSwap::new(registry),
             engine,
-            // Idle script threads let their own connections to sites see closes and expire.
-            pool: ScriptPool::with_idle_hook(
-                "central",
-                settings.script_threads,
-                settings.script_queue,
-                switchyard_core::script::TIDY_EVERY,
-                Arc::new(switchyard_core::script::tidy_thread),
-            ),
+            pool: ScriptPool::new("central", settings.script_threads, settings.script_queue),
             failure_log: Arc::new(failure_log),
             admin_token: ArcSwap::new(Arc::new(admin_token)),
             registry_changes,

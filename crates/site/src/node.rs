@@ -109,13 +109,10 @@ impl SiteNode {
         };
         let services = NodeServices {
             engine: Arc::new(site_engine(&ScriptLimits::default())),
-            // Idle script threads let their own HTTP connections see closes and expire.
-            pool: ScriptPool::with_idle_hook(
+            pool: ScriptPool::new(
                 &format!("site-{site}"),
                 settings.script_threads,
                 settings.script_queue,
-                switchyard_core::script::TIDY_EVERY,
-                Arc::new(switchyard_core::script::tidy_thread),
             ),
             state,
             outbox,

@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use switchyard_core::script::{block_on_here, failure_error, from_dynamic, to_dynamic};
+use switchyard_core::script::{block_on_here_or, failure_error, from_dynamic, to_dynamic};
 
 #[derive(Clone)]
 pub(crate) struct RouteApi(pub(crate) Arc<ApiContext>);
@@ -87,8 +87,8 @@ fn call(t: &RouteTarget, script: &str, params: Map) -> Result<Dynamic> {
     let params = from_dynamic(&Dynamic::from_map(params))
         .map_err(|e| -> Box<EvalAltResult> { format!("params: {e}").into() })?;
     let ctx = &t.ctx;
-    wait(
-        ctx,
+    block_on_here_or(
+        &ctx.handle,
         ctx.registry
             .sites
             .call_script(&t.instance, script, params, Some(ctx.deadline)),
@@ -99,8 +99,8 @@ fn call(t: &RouteTarget, script: &str, params: Map) -> Result<Dynamic> {
 
 fn get(t: &RouteTarget, names: Vec<String>) -> Result<BTreeMap<String, Value>> {
     let ctx = &t.ctx;
-    wait(
-        ctx,
+    block_on_here_or(
+        &ctx.handle,
         ctx.registry
             .sites
             .get_attributes(&t.instance, names, Some(ctx.deadline)),
@@ -110,18 +110,11 @@ fn get(t: &RouteTarget, names: Vec<String>) -> Result<BTreeMap<String, Value>> {
 
 fn set(t: &RouteTarget, values: BTreeMap<String, Value>) -> Result<()> {
     let ctx = &t.ctx;
-    wait(
-        ctx,
+    block_on_here_or(
+        &ctx.handle,
         ctx.registry
             .sites
             .set_attributes(&t.instance, values, Some(ctx.deadline)),
     )
     .map_err(|f| failure_error(&f))
-}
-
-/// Waits for a call to a site on the script thread, in the thread's own runtime with its
-/// own connections (`core::script::thread_io`), or on the shared runtime when there is
-/// none here.
-fn wait<F: std::future::Future>(ctx: &ApiContext, call: F) -> F::Output {
-    block_on_here(call).unwrap_or_else(|call| ctx.handle.block_on(call))
 }

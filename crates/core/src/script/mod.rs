@@ -37,4 +37,4 @@ pub use engine::{ScriptLimits, compile, current_deadline, enter_nested_call, new
 pub use error::{CompileError, ScriptError};
 pub use log::LogApi;
 pub use pool::{IdleHook, Overloaded, PoolClosed, ScriptPool};
-pub use thread_io::{PerThreadClient, TIDY_EVERY, block_on_here, tidy_thread};
+pub use thread_io::{PerThreadClient, TIDY_EVERY, block_on_here, block_on_here_or, tidy_thread};

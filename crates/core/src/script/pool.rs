@@ -34,7 +34,7 @@ struct Shared {
     queued: AtomicUsize,
     busy: AtomicUsize,
     threads: usize,
-    idle: Option<(std::time::Duration, IdleHook)>,
+    idle: (std::time::Duration, IdleHook),
 }
 
 /// A fixed set of script threads with a bounded queue.
@@ -57,28 +57,26 @@ impl std::fmt::Debug for ScriptPool {
 
 impl ScriptPool {
     /// Starts `threads` script threads named `{name}-script-N`; `queue` calls may wait.
+    /// A thread without a job tidies its own connections every
+    /// [`TIDY_EVERY`](super::TIDY_EVERY) ([`tidy_thread`](super::tidy_thread)).
     pub fn new(name: &str, threads: usize, queue: usize) -> ScriptPool {
-        ScriptPool::start(name, threads, queue, None)
+        ScriptPool::with_idle_hook(
+            name,
+            threads,
+            queue,
+            super::TIDY_EVERY,
+            Arc::new(super::tidy_thread),
+        )
     }
 
-    /// [`new`](Self::new), and each thread runs `hook` after `every` without a job (and
-    /// every `every` while it stays idle): housekeeping of what the thread keeps between
-    /// jobs, such as its own connections.
+    /// [`new`](Self::new) with another idle hook: each thread runs `hook` after `every`
+    /// without a job (and every `every` while it stays idle).
     pub fn with_idle_hook(
         name: &str,
         threads: usize,
         queue: usize,
         every: std::time::Duration,
         hook: IdleHook,
-    ) -> ScriptPool {
-        ScriptPool::start(name, threads, queue, Some((every, hook)))
-    }
-
-    fn start(
-        name: &str,
-        threads: usize,
-        queue: usize,
-        idle: Option<(std::time::Duration, IdleHook)>,
     ) -> ScriptPool {
         let (external, external_rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
         let (internal, internal_rx) = crossbeam_channel::unbounded::<Job>();
@@ -87,7 +85,7 @@ impl ScriptPool {
             queued: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             threads: threads.max(1),
-            idle,
+            idle: (every, hook),
         });
         for i in 0..shared.threads {
             let (external_rx, internal_rx, shared) =
@@ -195,13 +193,10 @@ fn publish(shared: &Shared) {
 fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
     loop {
         // Work the node gave itself first, then callers, in arrival order.
-        let job = match (internal.try_recv(), &shared.idle) {
-            (Ok(job), _) => Ok(job),
-            (Err(_), None) => crossbeam_channel::select! {
-                recv(internal) -> job => job,
-                recv(external) -> job => job,
-            },
-            (Err(_), Some((every, hook))) => crossbeam_channel::select! {
+        let (every, hook) = &shared.idle;
+        let job = match internal.try_recv() {
+            Ok(job) => Ok(job),
+            Err(_) => crossbeam_channel::select! {
                 recv(internal) -> job => job,
                 recv(external) -> job => job,
                 default(*every) => {

@@ -10,7 +10,7 @@
 //! Between calls nothing polls a thread's runtime. Before each call it is let poll its
 //! I/O once and run what woke, so a connection the server closed meanwhile leaves the
 //! pool instead of failing the call; an idle thread does the same every
-//! [`TIDY_EVERY`] ([`tidy_thread`], run by the pool's idle hook).
+//! [`TIDY_EVERY`] ([`tidy_thread`], run by every [`ScriptPool`](super::ScriptPool)).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -55,6 +55,12 @@ pub fn block_on_here<F: Future>(future: F) -> Result<F::Output, F> {
     })
 }
 
+/// Waits for `future` on this thread: in the thread's own runtime when it can have one
+/// ([`block_on_here`]), else by driving it with `handle`.
+pub fn block_on_here_or<F: Future>(handle: &tokio::runtime::Handle, future: F) -> F::Output {
+    block_on_here(future).unwrap_or_else(|future| handle.block_on(future))
+}
+
 /// Lets the thread's connections see what happened while the thread was away.
 ///
 /// The first yield makes the runtime poll for I/O events (waking the tasks of
@@ -71,12 +77,13 @@ async fn settle() {
 /// connections notice closes by the server and expire. Without it those would only
 /// happen at the thread's next call.
 pub fn tidy_thread() {
-    let _ = CLIENTS.try_with(|clients| {
-        clients
-            .borrow_mut()
-            .retain(|(owner, _)| owner.strong_count() > 0);
-    });
+    let _ = CLIENTS.try_with(|clients| drop_orphans(&mut clients.borrow_mut()));
     let _ = block_on_here(async {});
+}
+
+/// Drops the clients whose owner is gone.
+fn drop_orphans(clients: &mut Vec<(Weak<()>, reqwest::Client)>) {
+    clients.retain(|(owner, _)| owner.strong_count() > 0);
 }
 
 /// A reqwest client with one instance shared by the async runtime and one per script
@@ -120,7 +127,7 @@ impl PerThreadClient {
                 if let Some((_, found)) = clients.iter().find(|(o, _)| o.ptr_eq(&owner)) {
                     return found.clone();
                 }
-                clients.retain(|(o, _)| o.strong_count() > 0);
+                drop_orphans(&mut clients);
                 let made = (self.make)();
                 clients.push((owner, made.clone()));
                 made

@@ -4,7 +4,7 @@
 use super::{RunContext, delivery_map, json_arg};
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use std::sync::Arc;
-use switchyard_core::script::{block_on_here, failure_error, to_dynamic};
+use switchyard_core::script::{block_on_here_or, failure_error, to_dynamic};
 
 #[derive(Clone)]
 pub(crate) struct ExternalSystemApi(pub(crate) Arc<RunContext>);
@@ -42,7 +42,7 @@ fn call(api: &ExternalSystemApi, system: &str, method: &str, params: Map) -> Res
     let ctx = &api.0;
     let gateway = &ctx.runtime.external;
     let call = gateway.call(system, method, params, Some(ctx.deadline));
-    match block_on_here(call).unwrap_or_else(|call| ctx.handle.block_on(call)) {
+    match block_on_here_or(&ctx.handle, call) {
         Ok(value) => Ok(to_dynamic(&value)),
         Err(failure) => Err(failure_error(&failure)),
     }
@@ -58,7 +58,7 @@ fn cached_call(
     let ctx = &api.0;
     let gateway = &ctx.runtime.external;
     let call = gateway.cached_call(system, method, params, Some(ctx.deadline));
-    match block_on_here(call).unwrap_or_else(|call| ctx.handle.block_on(call)) {
+    match block_on_here_or(&ctx.handle, call) {
         Ok(buffered) => {
             if let Some(id) = buffered {
                 tracing::info!(target: "switchyard::event", script = %ctx.source, system, method, %id, "external call buffered for retry");

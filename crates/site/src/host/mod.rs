@@ -14,7 +14,7 @@
 //! Native functions that need I/O run it on the script thread and wait there; they never
 //! run on the runtime's workers. External system calls run in the script thread's own
 //! runtime with the thread's own connections (no hand-over to a worker and back, see
-//! `external::block_on_here`); the others drive the shared runtime's futures with
+//! `switchyard_core::script::block_on_here_or`); the others drive the shared runtime's futures with
 //! `Handle::block_on`.
 
 mod database_api;
