@@ -90,7 +90,7 @@ fn key_new_prints_the_key_once_and_stores_only_its_hash() {
     write(
         dir.path(),
         "switchyard.toml",
-        "[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n",
+        "[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"site-token-0001\"\n",
     );
     let config = dir.path().join("switchyard.toml");
     let (code, out, err) = cli(&["key", "new", "mes", "--config", config.to_str().unwrap()]);
@@ -129,4 +129,42 @@ fn failures_cli_reads_the_log() {
         "2026-11-28T11:00:00Z",
     ]);
     assert_eq!(out.trim(), "no failures recorded");
+}
+
+/// An empty admin token (here from an empty environment variable) is a config error at
+/// `check` and at start — never "admin without auth" (SPEC §7).
+#[test]
+fn an_empty_admin_token_is_refused_by_check_and_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write(
+        dir.path(),
+        "switchyard.toml",
+        &format!(
+            "[central]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = {{ env = \"SWITCHYARD_TEST_ADMIN_TOKEN\" }}\n\n[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"site-token-0001\"\n"
+        ),
+    );
+    let config = dir.path().join("switchyard.toml");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("SWITCHYARD_TEST_ADMIN_TOKEN", "")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["check", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("central.admin_token: the token is empty"),
+        "{err}"
+    );
+    let out = run(&["central", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "central must not start: {err}");
+    assert!(
+        err.contains("central.admin_token: the token is empty"),
+        "{err}"
+    );
 }

@@ -127,6 +127,47 @@ async fn always_4xx_is_parked_after_max_retries() {
     );
 }
 
+/// A server that accepts and never answers (not even the greeting): the SMTP timeout
+/// cuts the attempt, which is transient — the e-mail is buffered, not lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_smtp_server_is_transient_and_the_email_is_buffered() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let mut plant = TestPlant::new(&Peers::default());
+    set_smtp(
+        &plant,
+        &plain_smtp(port, "{ max_retries = 5, interval = \"1m\" }")
+            .replace("timeout = \"5s\"", "timeout = \"1s\""),
+    );
+    plant.start().await;
+    let started = std::time::Instant::now();
+    let r = mail(&plant, "stalled").await;
+    assert_eq!(r["value"]["status"], "buffered", "{r}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the attempt is cut at the 1 s SMTP timeout"
+    );
+    assert!(!held.lock().unwrap().is_empty(), "the server was reached");
+    assert_eq!(plant.counts("plant-a").await, (1, 0));
+    let log = plant
+        .procs
+        .iter()
+        .find(|p| p.name == "plant-a")
+        .unwrap()
+        .log_text();
+    assert!(
+        log.contains("code=TIMEOUT"),
+        "the attempt is recorded as a timeout:\n{log}"
+    );
+}
+
 /// STARTTLS and implicit TLS both deliver; the test certificate is trusted through
 /// `smtp.ca_file` only.
 #[tokio::test(flavor = "multi_thread")]

@@ -20,7 +20,6 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 pub(crate) fn router(central: Arc<Central>) -> Router<Arc<Central>> {
     Router::new()
@@ -46,17 +45,7 @@ async fn require_admin(
             None,
         );
     };
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let digest = |b: &[u8]| -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(b).into()
-    };
-    if bool::from(digest(presented.as_bytes()).ct_eq(&digest(expected.expose().as_bytes()))) {
+    if switchyard_layers::auth::bearer_matches(request.headers(), expected) {
         next.run(request).await
     } else {
         error_body(

@@ -101,7 +101,7 @@ impl Central {
         let admin_token = match &settings.admin_token {
             Some(secret) => Some(
                 secret
-                    .resolve(&config.base_dir)
+                    .resolve_token(&config.base_dir)
                     .map_err(|e| CentralError::Config(format!("central.admin_token: {e}")))?,
             ),
             None => None,
@@ -195,7 +195,7 @@ impl Central {
         let admin_token = match &config.central.admin_token {
             Some(secret) => Some(
                 secret
-                    .resolve(&config.base_dir)
+                    .resolve_token(&config.base_dir)
                     .map_err(|e| CentralError::Config(format!("central.admin_token: {e}")))?,
             ),
             None => None,

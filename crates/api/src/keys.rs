@@ -96,7 +96,7 @@ mod tests {
         let path = dir.path().join("switchyard.toml");
         std::fs::write(
             &path,
-            "# my plant\n[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n",
+            "# my plant\n[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"site-token-0001\"\n",
         )
         .unwrap();
         let key = new_key(&path, "mes").unwrap();

@@ -17,13 +17,15 @@ pub fn document(registry: &Registry, principal: &Principal) -> Value {
             .returns
             .as_ref()
             .map_or(json!({}), |t| t.json_schema());
+        // A body is required exactly when a parameter is: an empty body is `{}`.
+        let body_required = method.def.params.iter().any(|p| p.required);
         let operation = json!({
             "post": {
                 "operationId": method.name,
                 "summary": format!("Calls the `{}` method (timeout {})", method.name, humantime::format_duration(method.def.timeout)),
                 "security": [{ "ApiKey": [] }],
                 "requestBody": {
-                    "required": false,
+                    "required": body_required,
                     "content": { "application/json": { "schema": params_schema(&method.def.params) } }
                 },
                 "responses": {

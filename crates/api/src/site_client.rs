@@ -50,7 +50,7 @@ impl SiteDirectory {
                     name.clone(),
                     SiteEndpoint {
                         nodes: site.nodes.clone(),
-                        token: site.token.resolve(&config.base_dir),
+                        token: site.token.resolve_token(&config.base_dir),
                     },
                 )
             })
@@ -302,7 +302,7 @@ impl SiteClient {
         let response = stack
             .oneshot(request)
             .await
-            .map_err(|e| switchyard_core::classify::any_error(&*e))?;
+            .map_err(|e| switchyard_layers::classify::failure_of(&*e))?;
         serde_json::from_slice(&response.body).map_err(|e| {
             Failure::permanent(
                 codes::BAD_RESPONSE,

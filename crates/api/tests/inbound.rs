@@ -17,6 +17,7 @@ use tower::ServiceExt;
 const KEY: &str = "inbound-test-key-1";
 const OTHER: &str = "inbound-test-key-2";
 const OFF: &str = "inbound-test-key-3";
+const ADMIN: &str = "inbound-admin-token";
 
 fn hash(key: &str) -> String {
     switchyard_layers::auth::hash_key(key)
@@ -61,6 +62,7 @@ async fn fixture(threads: usize, queue: usize) -> Fixture {
         "api/spin.rhai",
         "let t = timestamp(); while t.elapsed < params.secs { } #{ tank: \"x\", level: 1.0 }",
     );
+    write(dir.path(), "api/sleep.rhai", "sleep(100); 1");
     write(
         dir.path(),
         "api/route.rhai",
@@ -83,12 +85,12 @@ listen = "127.0.0.1:0"
 max_body = "1KiB"
 script_threads = {threads}
 script_queue = {queue}
-admin_token = "adm"
+admin_token = "{admin}"
 site_connect_timeout = "500ms"
 
 [sites.far]
 listen = "127.0.0.1:{closed}"
-token = "t"
+token = "site-token-0001"
 
 [api_keys.mes]
 hash = "{k1}"
@@ -120,6 +122,11 @@ timeout = "1s"
 approved_keys = ["mes"]
 params = [ {{ name = "secs", type = "Integer" }} ]
 
+[api_methods.Sleep]
+script = "api/sleep.rhai"
+timeout = "1s"
+approved_keys = ["mes"]
+
 [api_methods.Far]
 script = "api/route.rhai"
 timeout = "5s"
@@ -150,6 +157,7 @@ template = "T"
 site = "far"
 "#,
         k1 = hash(KEY),
+        admin = ADMIN,
         k2 = hash(OTHER),
         k3 = hash(OFF),
     );
@@ -330,6 +338,9 @@ async fn row_400_bad_json() {
         "[1,2]",
         "\"tank\"",
         "null",
+        // Not empty, so not `{}` (SPEC §3): whitespace alone is not a JSON object.
+        "\n",
+        " \t ",
         &format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)),
     ] {
         let r = send(&f.app, post("GetTankLevel", Some(KEY), body)).await;
@@ -446,6 +457,33 @@ async fn row_504_method_timeout() {
     );
 }
 
+/// A script's `sleep` ends at its deadline: ten sleeping calls (two at a time on a pool
+/// of two threads) all answer 504, and the pool is free at once afterwards — before,
+/// each `sleep(100)` held its thread for 100 s and every later call timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_script_cannot_wedge_the_pool() {
+    let f = fixture(2, 8).await;
+    for _ in 0..5 {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let app = f.app.clone();
+                tokio::spawn(async move { send(&app, post("Sleep", Some(KEY), "{}")).await })
+            })
+            .collect();
+        for call in calls {
+            assert_error(&call.await.unwrap(), 504, "TIMEOUT");
+        }
+    }
+    let started = std::time::Instant::now();
+    let r = send(&f.app, post("GetTankLevel", Some(KEY), r#"{"tank":"a"}"#)).await;
+    assert_eq!(r.0, StatusCode::OK, "{:?}", r.2);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "answered at once: {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_503_saturated_pool_answers_overloaded_at_once() {
     let f = fixture(1, 1).await;
@@ -533,6 +571,8 @@ async fn openapi_lists_only_approved_methods_and_needs_a_key() {
     assert_eq!(params["properties"]["tank"]["type"], "string");
     assert_eq!(params["properties"]["window"]["format"], "int64");
     assert_eq!(params["required"], json!(["tank"]));
+    // A required parameter makes the body required (an empty body is `{}`, which lacks it).
+    assert_eq!(op["requestBody"]["required"], json!(true));
     assert_eq!(
         op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["level"]["type"],
         "number"
@@ -649,7 +689,7 @@ async fn admin_endpoints_need_the_admin_token_and_reload_applies_keys() {
     let r = send(
         &f.app,
         Request::post("/admin/reload")
-            .header("authorization", "Bearer adm")
+            .header("authorization", format!("Bearer {ADMIN}"))
             .body(Body::empty())
             .unwrap(),
     )
@@ -663,7 +703,7 @@ async fn admin_endpoints_need_the_admin_token_and_reload_applies_keys() {
     let r = send(
         &f.app,
         Request::get("/admin/failures")
-            .header("authorization", "Bearer adm")
+            .header("authorization", format!("Bearer {ADMIN}"))
             .body(Body::empty())
             .unwrap(),
     )

@@ -113,7 +113,7 @@ impl CachedWrites {
         match stack.oneshot(write).await {
             Ok(Delivery::Delivered(_)) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
-            Err(e) => Err(switchyard_core::classify::any_error(&*e)),
+            Err(e) => Err(switchyard_layers::classify::failure_of(&*e)),
         }
     }
 
@@ -129,6 +129,6 @@ impl CachedWrites {
         execute(write)
             .await
             .map(|_| ())
-            .map_err(|e| switchyard_core::classify::any_error(&*e))
+            .map_err(|e| switchyard_layers::classify::failure_of(&*e))
     }
 }

@@ -55,14 +55,9 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if node.token_matches(token) => next.run(request).await,
-        _ => error(
+    match node.token_matches(request.headers()) {
+        true => next.run(request).await,
+        false => error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
             "missing or wrong site token",

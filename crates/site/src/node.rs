@@ -75,14 +75,13 @@ impl SiteNode {
             .get(site)
             .cloned()
             .ok_or_else(|| StartError::UnknownSite(site.to_string()))?;
-        let token =
-            settings
-                .token
-                .resolve(&config.base_dir)
-                .map_err(|reason| StartError::Token {
-                    site: site.to_string(),
-                    reason,
-                })?;
+        let token = settings
+            .token
+            .resolve_token(&config.base_dir)
+            .map_err(|reason| StartError::Token {
+                site: site.to_string(),
+                reason,
+            })?;
         let data_dir = settings.data_dir.clone();
         let storage = |reason: String| StartError::Storage {
             dir: data_dir.display().to_string(),
@@ -191,14 +190,10 @@ impl SiteNode {
         &self.services.pool
     }
 
-    /// Checks a presented bearer token in constant time.
-    pub fn token_matches(&self, presented: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        let expected = self.token.expose().as_bytes();
-        // Compare equal-length digests so the length of the secret does not leak either.
-        let a = sha2_digest(expected);
-        let b = sha2_digest(presented.as_bytes());
-        bool::from(a.ct_eq(&b))
+    /// Whether a request carries this site's token (constant time; a missing header
+    /// never matches).
+    pub fn token_matches(&self, headers: &http::HeaderMap) -> bool {
+        switchyard_layers::auth::bearer_matches(headers, &self.token)
     }
 
     /// Accepts a deployment: compiled whole (every error reported, the current one
@@ -240,11 +235,6 @@ impl SiteNode {
         tracing::info!(site = %self.name, %revision, "deployment active");
         Ok(revision)
     }
-}
-
-fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 fn join(errors: &[CompileError]) -> String {

@@ -146,7 +146,9 @@ where
                 }
                 _ => {}
             }
-            call.params = if bytes.iter().all(u8::is_ascii_whitespace) {
+            // SPEC §3: an empty body is `{}`; anything else (whitespace included) must be
+            // a JSON object.
+            call.params = if bytes.is_empty() {
                 serde_json::json!({})
             } else {
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {

@@ -386,6 +386,17 @@ impl Loader<'_> {
         }
     }
 
+    /// A bearer token that is empty or too short is a config error (SPEC §7). Literals
+    /// are checked here; `env`/`file` tokens too when they can be read now (at `check`
+    /// on another machine they may not be — the node checks again when it starts).
+    fn token_check(&mut self, token: &Spanned<SecretRef>, what: &str) {
+        if let Ok(value) = token.get_ref().resolve(&self.base_dir) {
+            if let Err(reason) = super::secret::check_token(value.expose()) {
+                self.error(token.span(), format!("{what}: {reason}"));
+            }
+        }
+    }
+
     fn central(&mut self, value: Option<Spanned<DeValue<'_>>>) -> CentralConfig {
         let raw = value.and_then(|v| self.de::<RawCentral>(v, "central"));
         let mut central = CentralConfig {
@@ -400,6 +411,7 @@ impl Loader<'_> {
         if let Some(raw) = raw {
             if let Some(token) = &raw.admin_token {
                 self.secret_warning(token, "central.admin_token");
+                self.token_check(token, "central.admin_token");
             }
             central.listen = raw.listen.unwrap_or(central.listen);
             central.data_dir = self.dir(raw.data_dir, "data/central");
@@ -418,6 +430,7 @@ impl Loader<'_> {
         let token = match raw.token {
             Some(token) => {
                 self.secret_warning(&token, &format!("sites.{name}.token"));
+                self.token_check(&token, &format!("sites.{name}.token"));
                 token.into_inner()
             }
             None => {
@@ -1024,7 +1037,7 @@ recipients = ["ops1@plant.example", "ops2@plant.example"]
         let text = r#"
 [sites.s]
 listen = "127.0.0.1:1"
-token = "t"
+token = "site-token-0001"
 
 [templates.Tank]
 attributes = { Level = "Flaot" }
@@ -1090,12 +1103,33 @@ x = 1
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         let config = Config::parse(
-            "[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"dev\"\n",
+            "[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"dev-site-token\"\n",
             &path,
         )
         .unwrap();
         assert_eq!(config.warnings.len(), 1);
         assert_eq!(config.warnings[0].line, 3);
         assert!(config.warnings[0].message.contains("sites.s.token"));
+    }
+
+    #[test]
+    fn empty_and_short_tokens_are_config_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(dir.path().join("admin-token"), "\n").unwrap();
+        let errors = Config::parse(
+            "[central]\nadmin_token = { file = \"admin-token\" }\n[sites.s]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n",
+            &path,
+        )
+        .unwrap_err();
+        let text = errors.to_string();
+        assert!(
+            text.contains("central.admin_token: the token is empty"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sites.s.token: the token is too short (1 characters)"),
+            "{text}"
+        );
     }
 }

@@ -12,7 +12,7 @@ mod load;
 mod secret;
 
 pub use defs::*;
-pub use secret::{Secret, SecretRef};
+pub use secret::{MIN_TOKEN_LEN, Secret, SecretRef, check_token};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -50,6 +50,22 @@ impl SecretRef {
                 .map(Secret)
                 .map_err(|_| format!("environment variable `{env}` is not set")),
             SecretRef::File { file } => {
+                // Only below the config file's directory: a deployment (which carries
+                // secret references to the site) must not be able to name `/etc/shadow`
+                // or `../../somewhere` as a password.
+                let escapes = file.is_absolute()
+                    || file.components().any(|c| {
+                        !matches!(
+                            c,
+                            std::path::Component::Normal(_) | std::path::Component::CurDir
+                        )
+                    });
+                if escapes {
+                    return Err(format!(
+                        "secret file `{}` must be a relative path inside the config file's directory (no absolute path, no `..`)",
+                        file.display()
+                    ));
+                }
                 let path = base_dir.join(file);
                 std::fs::read_to_string(&path)
                     .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
@@ -57,6 +73,36 @@ impl SecretRef {
             }
         }
     }
+}
+
+/// The shortest bearer token switchyard accepts (`sites.*.token`, `central.admin_token`).
+pub const MIN_TOKEN_LEN: usize = 12;
+
+impl SecretRef {
+    /// Reads a bearer token and checks that it can protect anything (SPEC §7: an empty
+    /// token is a config error, never "no auth").
+    pub fn resolve_token(&self, base_dir: &Path) -> Result<Secret, String> {
+        let token = self.resolve(base_dir)?;
+        check_token(token.expose())?;
+        Ok(token)
+    }
+}
+
+/// Why a bearer token is unusable: empty (or blank), or shorter than
+/// [`MIN_TOKEN_LEN`] characters. The message never contains the value.
+pub fn check_token(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!(
+            "the token is empty: a bearer token must be at least {MIN_TOKEN_LEN} characters"
+        ));
+    }
+    let length = value.chars().count();
+    if length < MIN_TOKEN_LEN {
+        return Err(format!(
+            "the token is too short ({length} characters): a bearer token must be at least {MIN_TOKEN_LEN}"
+        ));
+    }
+    Ok(())
 }
 
 /// A resolved secret value. `Debug` and `Display` print `***`.
@@ -90,6 +136,50 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_resolve_only_inside_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("secrets/pw"), "s3cret").unwrap();
+        let inside = SecretRef::File {
+            file: "secrets/pw".into(),
+        };
+        assert_eq!(inside.resolve(dir.path()).unwrap().expose(), "s3cret");
+        for outside in ["/etc/shadow", "../pw", "secrets/../../pw", "/etc/hostname"] {
+            let err = SecretRef::File {
+                file: outside.into(),
+            }
+            .resolve(dir.path())
+            .unwrap_err();
+            assert!(
+                err.contains("must be a relative path inside"),
+                "{outside}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_short_tokens_are_refused_without_echoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["", "   ", "short-tok"] {
+            let err = SecretRef::Literal(bad.into())
+                .resolve_token(dir.path())
+                .unwrap_err();
+            assert!(
+                err.contains("at least 12 characters") || err.contains("at least 12"),
+                "{err}"
+            );
+            if !bad.trim().is_empty() {
+                assert!(!err.contains(bad), "{err}");
+            }
+        }
+        assert!(
+            SecretRef::Literal("twelve-chars".into())
+                .resolve_token(dir.path())
+                .is_ok()
+        );
+    }
 
     #[test]
     fn resolves_each_kind_and_never_prints_values() {

@@ -10,9 +10,37 @@ pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
     rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
 }
 
+/// How deeply nested a script's value may be when it leaves the script (the same depth
+/// serde_json accepts when it parses): a script can nest arrays in a loop far deeper
+/// than any stack can recurse.
+pub(crate) const MAX_VALUE_DEPTH: usize = 128;
+
 /// rhai → JSON. Values with no JSON form (function pointers, custom types) are an
-/// error naming their type.
+/// error naming their type; so is a value nested deeper than [`MAX_VALUE_DEPTH`].
 pub fn from_dynamic(value: &Dynamic) -> Result<serde_json::Value, String> {
+    from_dynamic_at(value, 0)
+}
+
+fn from_dynamic_at(value: &Dynamic, depth: usize) -> Result<serde_json::Value, String> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(format!(
+            "a value nested more than {MAX_VALUE_DEPTH} levels deep cannot be converted to JSON"
+        ));
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        let mut out = serde_json::Map::with_capacity(map.len());
+        for (key, item) in map.iter() {
+            out.insert(key.to_string(), from_dynamic_at(item, depth + 1)?);
+        }
+        return Ok(serde_json::Value::Object(out));
+    }
+    if let Some(array) = value.read_lock::<rhai::Array>() {
+        return array
+            .iter()
+            .map(|item| from_dynamic_at(item, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(serde_json::Value::Array);
+    }
     rhai::serde::from_dynamic::<serde_json::Value>(value).map_err(|_| {
         format!(
             "a value of type `{}` cannot be converted to JSON",
@@ -75,6 +103,32 @@ mod tests {
     use super::*;
     use crate::error::codes;
     use serde_json::json;
+
+    #[test]
+    fn nesting_is_bounded_when_a_value_leaves_a_script() {
+        let mut value = Dynamic::from(1_i64);
+        for _ in 0..MAX_VALUE_DEPTH {
+            value = Dynamic::from_array(vec![value]);
+        }
+        assert!(
+            from_dynamic(&value).is_ok(),
+            "{MAX_VALUE_DEPTH} levels convert"
+        );
+        let mut map = Map::new();
+        map.insert("inner".into(), Dynamic::from_array(vec![value.clone()]));
+        let err = from_dynamic(&Dynamic::from_map(map)).unwrap_err();
+        assert!(err.contains("nested more than 128 levels"), "{err}");
+        // Maps and arrays convert as before.
+        let mut m = Map::new();
+        m.insert(
+            "a".into(),
+            Dynamic::from_array(vec![Dynamic::from(2_i64), "x".into()]),
+        );
+        assert_eq!(
+            from_dynamic(&Dynamic::from_map(m)).unwrap(),
+            json!({"a": [2, "x"]})
+        );
+    }
 
     #[test]
     fn json_round_trips() {

@@ -5,10 +5,10 @@
 use super::error::CompileError;
 use crate::config::ScriptSource;
 use rhai::packages::{Package, StandardPackage};
-use rhai::{AST, Dynamic, Engine};
+use rhai::{AST, Dynamic, Engine, EvalAltResult};
 use std::cell::Cell;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Sandbox limits of every script run.
 #[derive(Debug, Clone)]
@@ -118,6 +118,13 @@ pub fn new_engine(limits: &ScriptLimits, register: impl FnOnce(&mut Engine)) -> 
             _ => None,
         }
     });
+    // rhai's own `sleep` is a plain thread sleep that the progress callback cannot
+    // interrupt: a script could hold a pool thread long past its deadline. These shadow
+    // it (the engine's own functions are searched before the standard package).
+    engine.register_fn("sleep", |seconds: rhai::INT| {
+        sleep_within_deadline(seconds as f64)
+    });
+    engine.register_fn("sleep", sleep_within_deadline);
     // Wall-clock time for DateTime values (rhai itself only has monotonic timestamps).
     engine.register_fn("now_utc", || {
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -128,6 +135,37 @@ pub fn new_engine(limits: &ScriptLimits, register: impl FnOnce(&mut Engine)) -> 
     );
     register(&mut engine);
     engine
+}
+
+/// The longest `sleep` of a script run that has no deadline (a run always has one in
+/// the pools; this bounds any other use).
+const MAX_SLEEP_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `sleep(seconds)` for scripts: never past the run's deadline. A sleep that would end
+/// after the deadline sleeps until the deadline and then ends the run as the progress
+/// callback does (terminated: "deadline"); a negative, NaN or infinite duration is an
+/// error naming the value.
+fn sleep_within_deadline(seconds: rhai::FLOAT) -> Result<(), Box<EvalAltResult>> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!(
+            "sleep: the duration must be a finite number of seconds ≥ 0, not {seconds}"
+        )
+        .into());
+    }
+    let requested = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+    let left = match current_deadline() {
+        Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+        None => MAX_SLEEP_WITHOUT_DEADLINE,
+    };
+    if requested < left {
+        std::thread::sleep(requested);
+        return Ok(());
+    }
+    std::thread::sleep(left);
+    Err(Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from("deadline"),
+        rhai::Position::NONE,
+    )))
 }
 
 /// Compiles a script; errors carry `file:line:col`.
@@ -197,6 +235,37 @@ mod tests {
             "{err}"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn sleep_ends_at_the_deadline_and_refuses_nonsense() {
+        let engine = new_engine(&ScriptLimits::default(), |_| {});
+        for text in ["sleep(100); 1", "sleep(1e300); 1", "sleep(100.5); 1"] {
+            let ast = compile(&engine, &source(text)).unwrap();
+            set_deadline(Some(Instant::now() + Duration::from_millis(200)));
+            let started = Instant::now();
+            let err = engine.eval_ast::<Dynamic>(&ast).unwrap_err();
+            set_deadline(None);
+            assert!(
+                matches!(*err, EvalAltResult::ErrorTerminated(..)),
+                "{text}: {err}"
+            );
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_millis(150) && took < Duration::from_secs(2),
+                "{text}: {took:?}"
+            );
+        }
+        for text in ["sleep(-1)", "sleep(-0.5)"] {
+            let ast = compile(&engine, &source(text)).unwrap();
+            let err = engine.eval_ast::<Dynamic>(&ast).unwrap_err().to_string();
+            assert!(err.contains("finite number of seconds"), "{text}: {err}");
+        }
+        // A short sleep within the budget just sleeps.
+        let ast = compile(&engine, &source("sleep(0.01); 7")).unwrap();
+        set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(engine.eval_ast::<rhai::INT>(&ast).unwrap(), 7);
+        set_deadline(None);
     }
 
     #[test]

@@ -113,13 +113,45 @@ fn classify_error<C, T>(classifier: &C, error: BoxError) -> BoxError
 where
     C: Classify<T>,
 {
-    if let Some(elapsed) = error.downcast_ref::<Elapsed>() {
-        return Failure::transient(codes::TIMEOUT, elapsed.to_string()).into();
-    }
     if error.is::<Failure>() {
         return error;
     }
-    classifier.classify_error(&*error).into()
+    match deadline_failure(&*error) {
+        Some(timeout) => timeout.into(),
+        None => classifier.classify_error(&*error).into(),
+    }
+}
+
+/// A deadline expiry ([`Elapsed`]) anywhere in the cause chain, as a transient timeout.
+fn deadline_failure(error: &(dyn std::error::Error + 'static)) -> Option<Failure> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(elapsed) = e.downcast_ref::<Elapsed>() {
+            return Some(Failure::transient(codes::TIMEOUT, elapsed.to_string()));
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// **The one rule for an error nobody classified**, used by every layer and surface
+/// that must decide (store-and-forward, the forwarder, the script bridge): a
+/// [`Failure`] in the cause chain wins; a deadline expiry is a transient `TIMEOUT`;
+/// reqwest and I/O errors are classified by kind; anything else is **transient**, so
+/// it is buffered, retried and at worst parked with its reason — never dropped.
+///
+/// ```
+/// use switchyard_core::FailureClass;
+/// use switchyard_layers::classify::failure_of;
+///
+/// let odd: switchyard_core::BoxError = "something nobody classified".into();
+/// assert_eq!(failure_of(&*odd).class, FailureClass::Transient);
+/// ```
+pub fn failure_of(error: &(dyn std::error::Error + 'static)) -> Failure {
+    if let Some(failure) = Failure::find(error) {
+        return failure.clone();
+    }
+    deadline_failure(error).unwrap_or_else(|| classify::any_error(error))
 }
 
 impl<S, C, R, T> Service<R> for ClassifyFailures<S, C>

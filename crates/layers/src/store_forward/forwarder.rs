@@ -10,8 +10,7 @@ use super::outbox::{FjallOutbox, duration_ms, now_ms};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::classify::error_chain;
-use switchyard_core::{BoxError, Failure, MessageId, error::codes};
+use switchyard_core::{BoxError, MessageId};
 use tokio::sync::{Notify, Semaphore};
 use tower::{Service, ServiceExt};
 
@@ -197,9 +196,7 @@ where
     let target = message.target.clone();
     let result = match deliver.oneshot(message.clone()).await {
         Ok(()) => Ok(()),
-        Err(e) => Err(Failure::find(&*e)
-            .cloned()
-            .unwrap_or_else(|| Failure::transient(codes::CONNECTION, error_chain(&*e)))),
+        Err(e) => Err(crate::classify::failure_of(&*e)),
     };
     let delivered = result.is_ok();
     let event = match result {
@@ -213,6 +210,9 @@ where
             }
         }
         Err(failure) => {
+            // The site's own record of each failed attempt (see the store-and-forward
+            // layer): duplicates at a peer are reconciled against the TIMEOUTs logged here.
+            tracing::debug!(id = %message.id, attempts = message.attempts + 1, code = %failure.code, error = %failure, "delivery attempt failed");
             let prev_due_ms = message.due_ms;
             let mut next = message;
             next.attempts += 1;
@@ -221,7 +221,6 @@ where
             if failure.is_transient() && !next.retry.exhausted(next.attempts) {
                 next.due_ms = now + duration_ms(next.retry.delay(failure.retry_after));
                 metrics::counter!("switchyard_sf_retries_total", "category" => category, "target" => target.clone()).increment(1);
-                tracing::debug!(id = %next.id, attempts = next.attempts, error = %failure, "delivery failed; will retry");
                 OutboxEvent::Rescheduled {
                     message: next,
                     prev_due_ms,

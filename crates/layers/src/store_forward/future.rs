@@ -62,14 +62,20 @@ where
                         Ok(response) => return Poll::Ready(Ok(Delivery::Delivered(response))),
                         Err(err) => err,
                     };
-                    let failure = match Failure::find(&*err) {
-                        Some(f) if f.is_transient() => f.clone(),
-                        _ => return Poll::Ready(Err(err)),
-                    };
+                    // The one rule (`classify::failure_of`): what nobody classified is
+                    // transient, so it is kept rather than lost.
+                    let failure = crate::classify::failure_of(&*err);
+                    if !failure.is_transient() {
+                        return Poll::Ready(Err(err));
+                    }
                     let Some(request) = request.take() else {
                         return Poll::Ready(Err(err));
                     };
-                    let enqueue = outbox.enqueue(request.to_message(&failure));
+                    let message = request.to_message(&failure);
+                    // The site's own record of a failed attempt, per message id: a duplicate
+                    // delivery is only ever explained by an attempt recorded as TIMEOUT here.
+                    tracing::debug!(id = %message.id, code = %failure.code, error = %failure, "delivery attempt failed");
+                    let enqueue = outbox.enqueue(message);
                     this.state.set(State::Buffering { enqueue });
                 }
                 StateProj::Buffering { enqueue } => {

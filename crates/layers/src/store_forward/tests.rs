@@ -2,7 +2,7 @@ use super::*;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::{RetryPolicy, error::codes};
+use switchyard_core::{Failure, RetryPolicy, error::codes};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_test::mock;
 
@@ -134,22 +134,49 @@ async fn permanent_failures_and_successes_pass_through_unbuffered() {
 }
 
 #[tokio::test]
-async fn errors_without_a_classification_are_not_buffered() {
-    // Only a classified transient Failure is buffered; the classify layer sits below.
+async fn errors_nobody_classified_are_buffered_not_lost() {
+    // The one rule (`classify::failure_of`): an unclassified error, or a deadline that
+    // expired with no classify layer between, is transient — kept, never dropped.
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let svc = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async {
+    let raw = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async {
         Err::<(), BoxError>("raw error".into())
     }));
-    let err = svc
+    let id = MessageId::new();
+    let r = raw.oneshot(Job { id, body: "x" }).await.unwrap();
+    assert_eq!(r, Delivery::Buffered { id });
+    let elapsed = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async {
+        Err::<(), BoxError>(
+            crate::deadline::Elapsed {
+                budget: std::time::Duration::from_secs(10),
+            }
+            .into(),
+        )
+    }));
+    let id2 = MessageId::new();
+    let r = elapsed.oneshot(Job { id: id2, body: "y" }).await.unwrap();
+    assert_eq!(r, Delivery::Buffered { id: id2 });
+    assert_eq!(outbox.pending_total(), 2);
+    let stored = scan_all(&outbox);
+    assert!(
+        stored
+            .iter()
+            .any(|m| m.id == id2 && m.last_error.as_deref() == Some("timed out after 10s")),
+        "{stored:?}"
+    );
+    // A permanent failure still comes back unbuffered.
+    let permanent = StoreForwardLayer::new(outbox.clone()).layer(service_fn(|_: Job| async {
+        Err::<(), BoxError>(Failure::permanent(codes::HTTP_STATUS, "HTTP 400").into())
+    }));
+    let err = permanent
         .oneshot(Job {
             id: MessageId::new(),
-            body: "x",
+            body: "z",
         })
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "raw error");
-    assert_eq!(outbox.pending_total(), 0);
+    assert_eq!(err.to_string(), "HTTP 400");
+    assert_eq!(outbox.pending_total(), 2);
 }
 
 #[tokio::test]

@@ -222,7 +222,7 @@ fn into_failure(err: BoxError, system: &str, method: &str) -> Failure {
             format!("{system}.{method}: {invalid}"),
         );
     }
-    let failure = switchyard_core::classify::any_error(&*err);
+    let failure = switchyard_layers::classify::failure_of(&*err);
     if failure.message.starts_with(&format!("{system}.{method}")) {
         failure
     } else {

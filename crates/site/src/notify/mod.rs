@@ -4,11 +4,13 @@
 //! stack, from the shared layers:
 //!
 //! ```text
-//! store-and-forward ─▶ deadline ─▶ SMTP (a pool of at most max_connections sessions)
+//! store-and-forward ─▶ classify (SMTP replies) ─▶ deadline ─▶ SMTP (a pool of at most
+//!                                                            max_connections sessions)
 //! ```
 //!
-//! SMTP 4xx, refused connections and timeouts are transient (buffered, retried with the
-//! SMTP `retry` settings); 5xx are permanent (back to the script).
+//! SMTP 4xx, refused connections and timeouts — a server that accepts and never answers
+//! included — are transient (buffered, retried with the SMTP `retry` settings); 5xx are
+//! permanent (back to the script).
 
 mod oauth;
 mod smtp;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use switchyard_core::config::{NotificationListDef, SmtpDef};
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
+use switchyard_layers::classify::{ClassifyLayer, failure_of};
 use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
@@ -142,10 +145,7 @@ impl Notifier {
         match stack.oneshot(email).await {
             Ok(Delivery::Delivered(())) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
-            Err(e) => {
-                Err(switchyard_core::classify::any_error(&*e)
-                    .context(format!("Notify.To(\"{list}\")")))
-            }
+            Err(e) => Err(failure_of(&*e).context(format!("Notify.To(\"{list}\")"))),
         }
     }
 
@@ -180,7 +180,7 @@ impl Notifier {
         direct(&sender)
             .oneshot(email)
             .await
-            .map_err(|e| switchyard_core::classify::any_error(&*e))
+            .map_err(|e| failure_of(&*e))
     }
 }
 
@@ -189,6 +189,9 @@ fn direct(
     sender: &Arc<SmtpSender>,
 ) -> impl tower::Service<Email, Response = (), Error = BoxError, Future: Send> + Send + use<> {
     ServiceBuilder::new()
+        // Store-and-forward above decides by class: a stalled server (deadline) is
+        // transient, an SMTP 5xx permanent.
+        .layer(ClassifyLayer::new(smtp::SmtpReplies))
         // The SMTP timeout, capped by the script's deadline.
         .layer(EnforceDeadlineLayer::new(None))
         .service(smtp::SendEmail(sender.clone()))

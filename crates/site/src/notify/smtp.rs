@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use switchyard_core::config::{Secret, SmtpAuth, SmtpDef, TlsMode};
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Failure, FailureClass};
+use switchyard_layers::classify::Classify;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Idle sessions older than this are closed instead of reused.
@@ -375,6 +376,29 @@ fn classify(err: &lettre::transport::smtp::Error) -> Failure {
         status: None,
         message: format!("SMTP connection failed: {message}"),
         retry_after: None,
+    }
+}
+
+/// The classifier of the notification stack (`CD-NS-3`, `CD-NS-4`): SMTP 4xx,
+/// connection problems and timeouts are transient, 5xx permanent; a stalled server is
+/// cut by the deadline layer below and comes out as a transient `TIMEOUT`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SmtpReplies;
+
+impl Classify<()> for SmtpReplies {
+    fn classify_response(&self, response: ()) -> Result<(), Failure> {
+        Ok(response)
+    }
+
+    fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Failure {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(smtp) = e.downcast_ref::<lettre::transport::smtp::Error>() {
+                return classify(smtp);
+            }
+            current = e.source();
+        }
+        switchyard_core::classify::any_error(error)
     }
 }
 
