@@ -471,3 +471,57 @@ db.Begin(); db.Execute("INSERT INTO tx VALUES (?1)", [3]);
     );
     assert_eq!(plant.counts("plant-a").await, (0, 0));
 }
+
+/// A redirect is never followed, so credentials never travel to another origin: a 302
+/// is a permanent failure naming where it pointed, for `Call` and `CachedCall` alike
+/// (not buffered), and the other origin sees nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_are_not_followed_and_credentials_stay_home() {
+    let stub = HttpStub::start().await;
+    let elsewhere = HttpStub::start().await;
+    let location = format!("http://{}/collect", elsewhere.addr);
+    stub.set_default(Reply {
+        status: 302,
+        body: json!({}),
+        headers: vec![("location".into(), location.clone())],
+        delay: Duration::ZERO,
+    });
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    plant.start().await;
+    let call = plant
+        .run(
+            "T-1",
+            "External",
+            external("Stub", "GetOrder", json!({ "id": 1 })),
+        )
+        .await;
+    let cached = plant
+        .run(
+            "T-1",
+            "Cached",
+            external(
+                "Stub",
+                "PostReading",
+                json!({ "tank": "T-1", "level": 1.0 }),
+            ),
+        )
+        .await;
+    for r in [&call, &cached] {
+        assert_eq!(r["error"]["class"], "permanent", "{r}");
+        assert_eq!(r["error"]["status"], 302, "{r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("redirect to {location} not followed")),
+            "{message}"
+        );
+    }
+    assert_eq!(stub.seen().len(), 2);
+    assert!(
+        elsewhere.seen().is_empty(),
+        "nothing reached the other origin"
+    );
+    assert_eq!(plant.counts("plant-a").await, (0, 0), "nothing buffered");
+}

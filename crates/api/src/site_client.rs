@@ -257,6 +257,8 @@ impl SiteClient {
         switchyard_core::tls::install_crypto_provider();
         let http = PerThreadClient::new(move || {
             reqwest::Client::builder()
+                // Never follow a redirect: credentials must not travel to another origin.
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(connect_timeout)
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()

@@ -14,11 +14,15 @@ pub struct Deadline {
     at: Instant,
 }
 
+/// The longest budget a deadline can have.
+pub const MAX_BUDGET: Duration = Duration::from_secs(24 * 3600);
+
 impl Deadline {
-    /// A deadline `budget` from now.
+    /// A deadline `budget` from now; budgets beyond [`MAX_BUDGET`] (a day — from a
+    /// header or a config, never a real need) are cut to it instead of overflowing.
     pub fn after(budget: Duration) -> Self {
         Deadline {
-            at: Instant::now() + budget,
+            at: Instant::now() + budget.min(MAX_BUDGET),
         }
     }
 
@@ -80,6 +84,14 @@ mod tests {
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(deadline.is_expired());
         assert_eq!(deadline.remaining(), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_absurd_header_budget_is_capped_not_a_panic() {
+        let d = Deadline::from_header_value("18446744073709551615").unwrap();
+        assert!(d.remaining() <= MAX_BUDGET);
+        assert!(d.remaining() > MAX_BUDGET - Duration::from_secs(60));
+        assert!(Deadline::from_header_value("18446744073709551616").is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,17 @@ pub struct RetryPolicy {
     /// Time between attempts.
     #[serde(default = "default_interval", with = "crate::units::duration")]
     pub interval: Duration,
+    /// The longest wait a peer's `Retry-After` can impose (default 1 h): a peer that
+    /// asks for years gets this, so its message is still retried and at worst parked.
+    #[serde(default = "default_max_retry_after", with = "crate::units::duration")]
+    pub max_retry_after: Duration,
+}
+
+/// Default cap of a peer's `Retry-After`.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+fn default_max_retry_after() -> Duration {
+    DEFAULT_MAX_RETRY_AFTER
 }
 
 fn default_max_retries() -> u32 {
@@ -30,6 +41,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_retries: default_max_retries(),
             interval: default_interval(),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 }
@@ -40,14 +52,16 @@ impl RetryPolicy {
         RetryPolicy {
             max_retries,
             interval,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 
     /// Delay before the next attempt: the fixed interval, or the peer's `Retry-After`
-    /// when it asks for longer.
+    /// when it asks for longer — but never more than `max_retry_after` (nor less than
+    /// the interval).
     pub fn delay(&self, retry_after: Option<Duration>) -> Duration {
         match retry_after {
-            Some(wait) if wait > self.interval => wait,
+            Some(wait) if wait > self.interval => wait.min(self.max_retry_after.max(self.interval)),
             _ => self.interval,
         }
     }
@@ -73,6 +87,34 @@ mod tests {
         assert_eq!(
             policy.delay(Some(Duration::from_secs(120))),
             Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let policy = RetryPolicy::new(3, Duration::from_secs(30));
+        for asked in [999_999_999_999_u64, u64::MAX] {
+            assert_eq!(
+                policy.delay(Some(Duration::from_secs(asked))),
+                DEFAULT_MAX_RETRY_AFTER
+            );
+        }
+        let tight = RetryPolicy {
+            max_retry_after: Duration::from_secs(60),
+            ..policy
+        };
+        assert_eq!(
+            tight.delay(Some(Duration::from_secs(3600))),
+            Duration::from_secs(60)
+        );
+        // A cap below the interval never shortens the interval.
+        let odd = RetryPolicy {
+            max_retry_after: Duration::from_secs(1),
+            ..policy
+        };
+        assert_eq!(
+            odd.delay(Some(Duration::from_secs(90))),
+            Duration::from_secs(30)
         );
     }
 

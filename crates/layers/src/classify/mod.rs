@@ -64,9 +64,23 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(classify::parse_retry_after);
+        let reason = status.canonical_reason().unwrap_or("").to_string();
+        // Redirects are never followed (credentials must not reach another origin): a
+        // 3xx is a permanent failure that says where the peer pointed.
+        let reason = if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .map_or("(no Location header)", |v| {
+                    v.to_str().unwrap_or("(unreadable Location header)")
+                });
+            format!("{reason}: redirect to {location} not followed")
+        } else {
+            reason
+        };
         Err(classify::http_failure(
             status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
+            &reason,
             retry_after,
         ))
     }

@@ -219,7 +219,8 @@ where
             next.last_error = Some(failure.message.clone());
             let now = now_ms();
             if failure.is_transient() && !next.retry.exhausted(next.attempts) {
-                next.due_ms = now + duration_ms(next.retry.delay(failure.retry_after));
+                next.due_ms =
+                    now.saturating_add(duration_ms(next.retry.delay(failure.retry_after)));
                 metrics::counter!("switchyard_sf_retries_total", "category" => category, "target" => target.clone()).increment(1);
                 OutboxEvent::Rescheduled {
                     message: next,

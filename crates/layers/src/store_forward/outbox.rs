@@ -427,7 +427,7 @@ fn stored_from_new(message: NewMessage, now: u64) -> StoredMessage {
         retry: message.retry,
         created_ms: now,
         attempts: 0,
-        due_ms: now + duration_ms(message.first_delay),
+        due_ms: now.saturating_add(duration_ms(message.first_delay)),
         last_error: message.last_error,
     }
 }

@@ -464,6 +464,48 @@ async fn a_longer_retry_after_is_honoured() {
     );
 }
 
+/// A peer asking for 31,000 years (or `u64::MAX` seconds) gets the 1 h cap: the message
+/// is retried after an hour — not never, and no overflow.
+#[tokio::test(start_paused = true)]
+async fn an_absurd_retry_after_is_capped_at_an_hour() {
+    for asked in [999_999_999_999_u64, u64::MAX] {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path());
+        let slow_down = Failure::transient(codes::HTTP_STATUS, "HTTP 429")
+            .with_status(429)
+            .with_retry_after(Some(Duration::from_secs(asked)));
+        let target = Target::new(vec![Err(slow_down)], Ok(()));
+        let forwarder = Forwarder::new(
+            outbox.clone(),
+            target.service(),
+            ForwarderOptions::default(),
+        )
+        .spawn();
+        outbox
+            .enqueue(message(
+                "ERP",
+                RetryPolicy::new(5, Duration::from_secs(10)),
+                Duration::ZERO,
+            ))
+            .await
+            .unwrap();
+        // Paused time: an hour of virtual time passes in a few real milliseconds.
+        for _ in 0..4_000 {
+            if target.times().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(target.times().len(), 2, "{asked}: retried within the cap");
+        let gap = target.times()[1] - target.times()[0];
+        assert!(
+            gap >= Duration::from_secs(3600) && gap < Duration::from_secs(3600 + 60),
+            "{asked}: {gap:?}"
+        );
+        forwarder.stop();
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn one_failing_message_does_not_block_the_others() {
     let dir = tempfile::tempdir().unwrap();

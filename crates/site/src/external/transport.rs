@@ -28,6 +28,8 @@ impl Reqwest {
         switchyard_core::tls::install_crypto_provider();
         let client = PerThreadClient::new(move || {
             reqwest::Client::builder()
+                // Never follow a redirect: credentials must not travel to another origin.
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(connect_timeout)
                 .pool_idle_timeout(POOL_IDLE)
                 .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))

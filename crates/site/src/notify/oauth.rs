@@ -57,6 +57,8 @@ impl TokenSource {
     ) -> TokenSource {
         switchyard_core::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
+            // Never follow a redirect: credentials must not travel to another origin.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
