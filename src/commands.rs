@@ -182,15 +182,24 @@ async fn start_site(config: &Config, name: &str) -> Result<tokio::task::JoinHand
     let node = SiteNode::start(config, name)
         .await
         .map_err(|e| Exit(1, e.to_string()))?;
+    let tls = match &node.settings.tls {
+        Some(files) => Some(
+            switchyard_core::tls::server_config(files)
+                .map_err(|e| Exit(1, format!("sites.{name}.{e}")))?,
+        ),
+        None => None,
+    };
     let listener = serve::bind(&format!("site {name}"), node.settings.listen).await?;
     let addr = listener.local_addr().map_err(|e| Exit(1, e.to_string()))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
-        "site {name}: cluster endpoint on http://{addr}, data in {}",
+        "site {name}: cluster endpoint on {scheme}://{addr}, data in {}",
         node.settings.data_dir.display()
     );
     Ok(serve::spawn(
         switchyard_site::cluster::router(node),
         listener,
+        tls,
     ))
 }
 
@@ -213,7 +222,7 @@ async fn start_central(config: Config) -> Result<tokio::task::JoinHandle<()>> {
         );
     }
     serve::reload_on_sighup(central.clone());
-    Ok(serve::spawn(switchyard_api::app(central), listener))
+    Ok(serve::spawn(switchyard_api::app(central), listener, None))
 }
 
 async fn dev(path: &Path) -> Result {

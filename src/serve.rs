@@ -18,10 +18,19 @@ pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
 /// A client must send its request headers within this long (slow clients are cut off).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` (HTTP/1.1) until Ctrl-C or SIGTERM; connections that trickle their
-/// headers are closed after [`HEADER_READ_TIMEOUT`] (bodies have their own timeout in the
-/// API). In-flight requests finish before the process exits.
-pub fn spawn(router: Router, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+/// A TLS handshake must complete within this long.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` (HTTP/1.1, over TLS when `tls` is given) until Ctrl-C or SIGTERM;
+/// connections that trickle their headers are closed after [`HEADER_READ_TIMEOUT`]
+/// (bodies have their own timeout in the API). In-flight requests finish before the
+/// process exits.
+pub fn spawn(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> tokio::task::JoinHandle<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let shutdown = shutdown_signal();
@@ -45,11 +54,39 @@ pub fn spawn(router: Router, listener: TcpListener) -> tokio::task::JoinHandle<(
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            let connection = graceful
-                .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            match &acceptor {
+                None => {
+                    let connection = graceful.watch(
+                        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    );
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let stream = match tokio::time::timeout(
+                            TLS_HANDSHAKE_TIMEOUT,
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let connection = watcher.watch(
+                            builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                        );
+                        let _ = connection.await;
+                    });
+                }
+            }
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     })

@@ -60,6 +60,16 @@ async fn call_site(
 async fn a_site_restarted_with_central_down_serves_its_last_deployment() {
     let mut plant = TestPlant::new(&Peers::default());
     plant.start().await;
+    // The stored deployment holds the config's literal secrets: owner-only data dir.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(plant.dir.path().join("data/plant-a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
     let (status, _) = plant
         .call(
             "SetLevels",

@@ -30,27 +30,43 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 pub struct SiteDirectory {
     sites: HashMap<String, SiteEndpoint>,
     instances: HashMap<String, String>,
+    /// The CAs of the sites whose link runs over TLS: the only roots the client trusts.
+    roots: Vec<reqwest::Certificate>,
 }
 
 #[derive(Debug)]
 struct SiteEndpoint {
     nodes: Vec<String>,
     token: Result<Secret, String>,
+    /// `http`, or `https` when the site's link runs over TLS (an error when its CA could
+    /// not be read: no plain-text fallback).
+    scheme: Result<&'static str, String>,
 }
 
 impl SiteDirectory {
     /// The directory of a configuration (`CD-IA-6`: an instance's site comes from the
     /// deployed configuration).
     pub fn from_config(config: &Config) -> SiteDirectory {
+        let mut roots = Vec::new();
         let sites = config
             .sites
             .iter()
             .map(|(name, site)| {
+                let scheme = match &site.tls {
+                    None => Ok("http"),
+                    Some(tls) => switchyard_core::tls::ca_certificate(&tls.ca)
+                        .map(|ca| {
+                            roots.push(ca);
+                            "https"
+                        })
+                        .map_err(|e| format!("sites.{name}.{e}")),
+                };
                 (
                     name.clone(),
                     SiteEndpoint {
                         nodes: site.nodes.clone(),
                         token: site.token.resolve_token(&config.base_dir),
+                        scheme,
                     },
                 )
             })
@@ -60,7 +76,11 @@ impl SiteDirectory {
             .iter()
             .map(|(code, i)| (code.clone(), i.site.clone()))
             .collect();
-        SiteDirectory { sites, instances }
+        SiteDirectory {
+            sites,
+            instances,
+            roots,
+        }
     }
 
     /// The site of an instance.
@@ -138,12 +158,16 @@ impl Service<SiteRequest> for SiteTransport {
             let token = endpoint.token.as_ref().map_err(|e| {
                 Failure::permanent(codes::AUTH, format!("sites.{}.token: {e}", request.site))
             })?;
+            let scheme = endpoint
+                .scheme
+                .clone()
+                .map_err(|e| Failure::permanent(codes::CONNECTION, e))?;
             let mut tried = Vec::new();
             for node in &endpoint.nodes {
                 let mut builder = http
                     .request(
                         request.method.clone(),
-                        format!("http://{node}{}", request.path),
+                        format!("{scheme}://{node}{}", request.path),
                     )
                     .bearer_auth(token.expose())
                     .header(http::header::CONTENT_TYPE, "application/json")
@@ -255,14 +279,21 @@ impl SiteClient {
     /// `connect_timeout`.
     pub fn new(directory: Arc<SiteDirectory>, connect_timeout: Duration) -> SiteClient {
         switchyard_core::tls::install_crypto_provider();
+        let roots = directory.roots.clone();
         let http = PerThreadClient::new(move || {
-            reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 // Never follow a redirect: credentials must not travel to another origin.
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(connect_timeout)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new())
+                .pool_idle_timeout(Duration::from_secs(30));
+            if !roots.is_empty() {
+                // A site's certificate must chain to a configured CA, nothing else.
+                builder = builder.tls_certs_only(roots.clone());
+            }
+            builder.build().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot build the site client with its settings; using defaults");
+                reqwest::Client::new()
+            })
         });
         SiteClient {
             transport: SiteTransport {

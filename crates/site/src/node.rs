@@ -90,7 +90,11 @@ impl SiteNode {
         let (state, outbox) = {
             let (state_dir, outbox_dir) = (data_dir.join("state"), data_dir.join("outbox"));
             let min_free_disk = settings.min_free_disk;
+            let private = data_dir.clone();
             tokio::task::spawn_blocking(move || {
+                // The deployment (literal secrets included) and buffered payloads live
+                // here: owner only.
+                owner_only(&private)?;
                 let state = SiteState::open(&state_dir).map_err(|e| e.to_string())?;
                 let outbox = FjallOutbox::open(
                     &outbox_dir,
@@ -235,6 +239,19 @@ impl SiteNode {
         tracing::info!(site = %self.name, %revision, "deployment active");
         Ok(revision)
     }
+}
+
+/// Creates `dir` if needed and makes it readable by its owner only (mode 0700): the
+/// site's state holds its deployment, whose literal secrets are in clear.
+fn owner_only(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict {} to its owner: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn join(errors: &[CompileError]) -> String {

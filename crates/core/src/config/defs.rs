@@ -49,6 +49,20 @@ pub struct SiteConfig {
     pub script_timeout: Duration,
     /// Below this much free disk, store-and-forward refuses new messages.
     pub min_free_disk: u64,
+    /// TLS on the cluster link (SPEC §7): the site serves with `cert`/`key`, central
+    /// verifies it against `ca`. `None`: plain HTTP (`check` warns off loopback).
+    pub tls: Option<ClusterTls>,
+}
+
+/// The files of a TLS cluster link (`[sites.NAME] tls = { cert, key, ca }`), absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    /// The node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The node's private key (PEM).
+    pub key: PathBuf,
+    /// The CA central verifies the node's certificate against (PEM).
+    pub ca: PathBuf,
 }
 
 /// An API key (`[api_keys.NAME]`): only the hash of the key is stored.

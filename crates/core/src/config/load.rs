@@ -57,6 +57,15 @@ struct RawSite {
     script_queue: Option<usize>,
     script_timeout: Option<HumanDuration>,
     min_free_disk: Option<ByteSize>,
+    tls: Option<RawClusterTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterTls {
+    cert: String,
+    key: String,
+    ca: String,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +448,37 @@ impl Loader<'_> {
             }
         };
         let threads = raw.script_threads.unwrap_or(16).max(1);
+        let tls = raw.tls.map(|t| ClusterTls {
+            cert: self.dir(Some(t.cert), ""),
+            key: self.dir(Some(t.key), ""),
+            ca: self.dir(Some(t.ca), ""),
+        });
+        match &tls {
+            Some(files) => {
+                for (what, path) in [
+                    ("cert", &files.cert),
+                    ("key", &files.key),
+                    ("ca", &files.ca),
+                ] {
+                    if !path.is_file() {
+                        self.error(
+                            span.clone(),
+                            format!("sites.{name}.tls.{what}: no file at {}", path.display()),
+                        );
+                    }
+                }
+            }
+            None => {
+                let off_loopback = !raw.listen.ip().is_loopback()
+                    || raw.nodes.iter().flatten().any(|n| {
+                        n.parse::<SocketAddr>()
+                            .map_or(true, |a| !a.ip().is_loopback())
+                    });
+                if off_loopback {
+                    self.warn(span.clone(), format!("sites.{name}: the cluster link leaves this machine without TLS (the site token and deployments travel in clear); set sites.{name}.tls = {{ cert, key, ca }}"));
+                }
+            }
+        }
         Some(SiteConfig {
             listen: raw.listen,
             nodes: raw.nodes.unwrap_or_else(|| vec![raw.listen.to_string()]),
@@ -448,6 +488,7 @@ impl Loader<'_> {
             script_queue: raw.script_queue.unwrap_or(threads * 64),
             script_timeout: raw.script_timeout.map_or(Duration::from_secs(30), |d| d.0),
             min_free_disk: raw.min_free_disk.map_or(512 << 20, |b| b.0),
+            tls,
         })
     }
 
