@@ -394,8 +394,11 @@ impl Central {
             Err(inbound::NotActive.into())
         };
         metrics::gauge!("switchyard_api_in_flight").decrement(1.0);
-        let known = registry.method(&method).is_some();
-        let label = if known {
+        let principal = api_key.as_deref().and_then(|k| registry.authenticate(k));
+        // Metrics never tell an unauthenticated caller which methods exist.
+        let label = if principal.is_none() {
+            "(unauthenticated)".to_string()
+        } else if registry.method(&method).is_some() {
             method.clone()
         } else {
             "(unknown)".to_string()
@@ -409,15 +412,13 @@ impl Central {
                 let timeout = registry.method(&method).map(|m| m.def.timeout);
                 let answer = inbound::classify(&err, timeout);
                 let incident = answer.status.is_server_error().then(IncidentId::new);
-                if let Some(incident) = incident {
-                    let key = api_key
-                        .as_deref()
-                        .and_then(|k| registry.authenticate(k))
-                        .map(|p| p.key_name);
+                // Nothing an unauthenticated caller sends is written to disk (a standby
+                // or a saturated node answers 503 before the key is checked).
+                if let (Some(incident), Some(principal)) = (incident, &principal) {
                     let record = FailureRecord {
                         time: chrono::Utc::now().to_rfc3339(),
-                        method: method.clone(),
-                        key,
+                        method: printable_method(&method),
+                        key: Some(principal.key_name.clone()),
                         incident: incident.to_string(),
                         status: answer.status.as_u16(),
                         code: answer.code.to_string(),
@@ -428,7 +429,7 @@ impl Central {
                         duration_ms: u64::try_from(started.elapsed().as_millis())
                             .unwrap_or(u64::MAX),
                     };
-                    tracing::warn!(method = %method, incident = %incident, status = answer.status.as_u16(), code = answer.code, detail = %record.detail, "API call failed");
+                    tracing::warn!(method = %record.method, incident = %incident, status = answer.status.as_u16(), code = answer.code, detail = %record.detail, "API call failed");
                     let log = self.failure_log.clone();
                     if let Err(e) = tokio::task::spawn_blocking(move || log.append(&record))
                         .await
@@ -458,6 +459,29 @@ impl Central {
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
+}
+
+/// The longest method name written to the failure log or the event log.
+const MAX_LOGGED_METHOD: usize = 128;
+
+/// A method name as it may be written to a log: control characters escaped (no forged
+/// log lines), at most [`MAX_LOGGED_METHOD`] characters.
+fn printable_method(method: &str) -> String {
+    let mut out: String = method
+        .chars()
+        .take(MAX_LOGGED_METHOD)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if method.chars().count() > MAX_LOGGED_METHOD {
+        out.push('…');
+    }
+    out
 }
 
 /// `{"error", "code"}` (+ `"incident"` on 5xx).

@@ -669,6 +669,44 @@ async fn health_ready_metrics_and_standby() {
     );
 }
 
+/// A standby answers everyone 503, but only authenticated callers' failures reach the
+/// (fsync'd) failure log — with the method name escaped and capped; metrics label
+/// refused callers `(unauthenticated)`, never by the method they tried.
+#[tokio::test]
+async fn unauthenticated_callers_leave_no_trace_on_disk_or_in_metric_labels() {
+    let f = fixture(2, 8).await;
+    send(&f.app, post("OnlyOther", None, "{}")).await;
+    let r = send(
+        &f.app,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let text = r.2.as_str().unwrap();
+    // (The recorder is process-wide: other tests call OnlyOther with a key.)
+    assert!(
+        !text.contains("method=\"OnlyOther\",status=\"401\""),
+        "{text}"
+    );
+    assert!(text.contains("method=\"(unauthenticated)\""), "{text}");
+    f.central.set_active(false);
+    let forged = format!("Get%0AFORGED{}", "x".repeat(60_000));
+    for _ in 0..20 {
+        send(&f.app, post(&forged, None, "{}")).await;
+        send(&f.app, post("GetTankLevel", Some("not-a-key"), "{}")).await;
+    }
+    assert_error(
+        &send(&f.app, post(&forged, Some(KEY), "{}")).await,
+        503,
+        "NOT_ACTIVE",
+    );
+    let records =
+        FailureLog::read(&f.dir.path().join("data/central").join(FILE_NAME), None).unwrap();
+    assert_eq!(records.len(), 1, "only the authenticated call: {records:?}");
+    let method = &records[0].method;
+    assert!(method.starts_with("Get\\nFORGED"), "{method}");
+    assert!(method.chars().count() <= 130, "{}", method.len());
+}
+
 #[tokio::test]
 async fn admin_endpoints_need_the_admin_token_and_reload_applies_keys() {
     let f = fixture(2, 8).await;

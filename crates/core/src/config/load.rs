@@ -399,10 +399,10 @@ impl Loader<'_> {
     /// are checked here; `env`/`file` tokens too when they can be read now (at `check`
     /// on another machine they may not be — the node checks again when it starts).
     fn token_check(&mut self, token: &Spanned<SecretRef>, what: &str) {
-        if let Ok(value) = token.get_ref().resolve(&self.base_dir) {
-            if let Err(reason) = super::secret::check_token(value.expose()) {
-                self.error(token.span(), format!("{what}: {reason}"));
-            }
+        if let Ok(value) = token.get_ref().resolve(&self.base_dir)
+            && let Err(reason) = super::secret::check_token(value.expose())
+        {
+            self.error(token.span(), format!("{what}: {reason}"));
         }
     }
 
