@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchyard_api::failure_log::{self, FailureLog};
 use switchyard_api::site_client::{SiteClient, SiteDirectory};
 use switchyard_api::{Central, keys};
-use switchyard_core::config::Config;
+use switchyard_core::config::{Config, SecretRef};
 use switchyard_core::error::codes;
 use switchyard_core::script::{ScriptLimits, compile};
 use switchyard_layers::store_forward::{FjallOutbox, OutboxError, OutboxOptions};
@@ -239,11 +239,46 @@ async fn dev(path: &Path) -> Result {
     Ok(())
 }
 
+/// The tokens the shipped examples use: fine for `switchyard dev`, refused by a
+/// `central` or `site` that listens beyond loopback (a copied example must not become
+/// a production secret).
+const EXAMPLE_TOKENS: &[&str] = &["dev-admin-token", "dev-site-token"];
+
+/// Refuses an example token on a node that listens beyond this machine.
+fn refuse_example_token(
+    what: &str,
+    token: Option<&SecretRef>,
+    listen: std::net::SocketAddr,
+    base_dir: &Path,
+) -> Result {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    let Some(Ok(value)) = token.map(|t| t.resolve(base_dir)) else {
+        return Ok(());
+    };
+    if EXAMPLE_TOKENS.contains(&value.expose()) {
+        return Err(Exit(
+            1,
+            format!(
+                "{what} is the token of the shipped example; choose your own before listening on {listen} (the example's tokens are only accepted on loopback)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn central(path: &Path, listen: Option<std::net::SocketAddr>) -> Result {
     let mut config = load(path)?;
     if let Some(listen) = listen {
         config.central.listen = listen;
     }
+    refuse_example_token(
+        "central.admin_token",
+        config.central.admin_token.as_ref(),
+        config.central.listen,
+        &config.base_dir,
+    )?;
     let server = start_central(config).await?;
     let _ = server.await;
     Ok(())
@@ -251,6 +286,14 @@ async fn central(path: &Path, listen: Option<std::net::SocketAddr>) -> Result {
 
 async fn site_node(path: &Path, name: &str) -> Result {
     let config = load(path)?;
+    if let Some(site) = config.sites.get(name) {
+        refuse_example_token(
+            &format!("sites.{name}.token"),
+            Some(&site.token),
+            site.listen,
+            &config.base_dir,
+        )?;
+    }
     let server = start_site(&config, name).await?;
     serve::log_sighup(name.to_string());
     let _ = server.await;

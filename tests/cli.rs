@@ -168,3 +168,32 @@ fn an_empty_admin_token_is_refused_by_check_and_at_start() {
         "{err}"
     );
 }
+
+/// The example's tokens work with `dev` and on loopback, but a `site` or `central`
+/// listening beyond loopback with one refuses to start.
+#[test]
+fn example_tokens_are_refused_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (site_port, central_port) = (free_port(), free_port());
+    write(
+        dir.path(),
+        "switchyard.toml",
+        &format!(
+            "[central]\nlisten = \"0.0.0.0:{central_port}\"\nadmin_token = \"dev-admin-token\"\n\n[sites.s]\nlisten = \"0.0.0.0:{site_port}\"\ntoken = \"dev-site-token\"\n"
+        ),
+    );
+    let config = dir.path().join("switchyard.toml");
+    let config = config.to_str().unwrap();
+    let (code, _, err) = cli(&["site", "--config", config, "--site", "s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("sites.s.token is the token of the shipped example"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&["central", "--config", config]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("central.admin_token is the token of the shipped example"),
+        "{err}"
+    );
+}

@@ -359,3 +359,23 @@ async fn call_script_reaches_only_the_own_instance() {
         );
     }
 }
+
+/// A deployment far over axum's 2 MiB default body (here a 3 MiB script) is accepted
+/// by the site and runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_over_two_mebibytes_is_accepted() {
+    let mut plant = TestPlant::new(&Peers::default());
+    let padding = format!("// {}\n", "x".repeat(1000)).repeat(3 * 1024);
+    write(
+        plant.dir.path(),
+        "scripts/Echo.rhai",
+        &format!("#{{ instance: Instance.Code, params: params }}\n{padding}"),
+    );
+    plant.start().await;
+    let (status, body) = call_site(&plant, "T-1", "Echo", json!({ "big": true }), None).await;
+    assert_eq!(
+        (status, &body["value"]["params"]["big"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+}

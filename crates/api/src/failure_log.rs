@@ -109,13 +109,24 @@ pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, 
     }
     let ago = switchyard_core::units::parse_duration(text)
         .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like \"1h\""))?;
-    let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
-    Ok((chrono::Utc::now() - ago).fixed_offset())
+    chrono::Duration::from_std(ago)
+        .ok()
+        .and_then(|ago| chrono::Utc::now().checked_sub_signed(ago))
+        .map(|t| t.fixed_offset())
+        .ok_or_else(|| format!("`{text}` reaches back before any representable time"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_far_back_is_an_error_not_a_panic() {
+        let err = parse_since("1000000000y").unwrap_err();
+        assert!(err.contains("before any representable time"), "{err}");
+        assert!(parse_since("1h").is_ok());
+        assert!(parse_since("yesterday").is_err());
+    }
 
     fn record(time: &str, incident: &str) -> FailureRecord {
         FailureRecord {

@@ -6,7 +6,7 @@
 use crate::node::SiteNode;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,10 +24,17 @@ use switchyard_core::script::ScriptError;
 use switchyard_core::{Deadline, Failure, FailureClass, MessageId};
 use switchyard_layers::store_forward::{OutboxError, ParkedMessage};
 
+/// The largest deployment a site accepts.
+pub const MAX_DEPLOYMENT_BYTES: usize = 64 << 20;
+
 /// The cluster endpoint's routes.
 pub fn router(node: Arc<SiteNode>) -> Router {
     Router::new()
-        .route(protocol::paths::DEPLOY, post(deploy))
+        // A deployment carries every script inline: well past axum's 2 MiB default.
+        .route(
+            protocol::paths::DEPLOY,
+            post(deploy).layer(DefaultBodyLimit::max(MAX_DEPLOYMENT_BYTES)),
+        )
         .route(protocol::paths::CALL, post(call))
         .route(protocol::paths::GET_ATTRIBUTES, post(get_attributes))
         .route(protocol::paths::SET_ATTRIBUTES, post(set_attributes))

@@ -340,13 +340,17 @@ impl Runtime {
         let instance = instance.clone();
         let handle = self.services.handle.clone();
         let source = format!("{}/alarm/{}", instance.code(), trigger.alarm);
-        self.services.pool.spawn_internal(deadline, move || {
+        let what = source.clone();
+        let queued = self.services.pool.spawn_internal(deadline, move || {
             let ctx = RunContext::new(runtime, handle, deadline, Some(instance), &source);
             if let Err(e) = host::run(&ctx, &ast, &params) {
                 tracing::error!(target: "switchyard::event", script = %source, error = %e, "alarm on-trigger script failed");
             }
             ctx.finish();
         });
+        if !queued {
+            tracing::error!(target: "switchyard::event", script = %what, "alarm on-trigger script not run: the site's internal script queue is full");
+        }
     }
 
     /// Instance codes.

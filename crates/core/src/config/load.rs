@@ -846,6 +846,9 @@ impl Loader<'_> {
                     SmtpAuth::Oauth2 { client_secret, .. } => client_secret.is_literal(),
                     SmtpAuth::None => false,
                 };
+                if tls == TlsMode::None && !matches!(auth.get_ref(), SmtpAuth::None) {
+                    self.warn(auth.span(), "smtp.auth: with tls = \"none\" the credentials travel in clear; use \"starttls\" or \"tls\"");
+                }
                 if literal {
                     self.warn(auth.span(), "smtp.auth: the secret is written in the config file; prefer { env = \"…\" }");
                 }
@@ -1151,6 +1154,25 @@ x = 1
         assert_eq!(config.warnings.len(), 1);
         assert_eq!(config.warnings[0].line, 3);
         assert!(config.warnings[0].message.contains("sites.s.token"));
+    }
+
+    #[test]
+    fn smtp_credentials_without_tls_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let config = Config::parse(
+            "[smtp]\nhost = \"mail.example\"\nport = 25\ntls = \"none\"\nfrom = \"a@b.example\"\nauth = { type = \"basic\", username = \"u\", password = { env = \"SMTP_PW\" } }\n",
+            &path,
+        )
+        .unwrap();
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("credentials travel in clear")),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]

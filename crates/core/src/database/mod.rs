@@ -28,6 +28,37 @@ use std::time::Duration;
 /// Rows as scripts see them: one map per row, column name → value.
 pub type Rows = Vec<Map<String, Value>>;
 
+/// The most rows a query may hand to a script (the size of the largest script array):
+/// more is an error naming the limit, not a node out of memory.
+pub const MAX_ROWS: usize = 50_000;
+
+fn capped(name: &str, rows: Rows) -> Result<Rows, Failure> {
+    if rows.len() > MAX_ROWS {
+        return Err(Failure::permanent(
+            codes::DATABASE,
+            format!(
+                "database `{name}`: the result has {} rows, more than the {MAX_ROWS} a script may receive; narrow the query (WHERE, LIMIT)",
+                rows.len()
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Whether a statement may open (or leave open) a transaction the connection object
+/// does not know about, e.g. `Execute("BEGIN TRANSACTION")`.
+fn mentions_transaction(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    [
+        "BEGIN",
+        "START TRANSACTION",
+        "SAVEPOINT",
+        "IMPLICIT_TRANSACTIONS",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
+}
+
 /// The pool of one named connection.
 pub struct DatabasePool {
     name: String,
@@ -66,13 +97,15 @@ impl DatabasePool {
             DatabaseTarget::Url(secret) => {
                 let url = secret.resolve(base_dir).map_err(invalid)?;
                 let url = url.expose();
-                let scheme = url.split("://").next().unwrap_or("");
+                let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
                 match scheme {
-                    "sqlite" => PoolKind::Sqlite(sqlite::Pool::new(
-                        &url["sqlite://".len()..],
-                        base_dir,
-                        def,
-                    )),
+                    "sqlite" if rest.is_empty() => {
+                        return Err(invalid(
+                            "`sqlite://` needs a path (e.g. sqlite://data/historian.db)"
+                                .to_string(),
+                        ));
+                    }
+                    "sqlite" => PoolKind::Sqlite(sqlite::Pool::new(rest, base_dir, def)),
                     "postgres" | "postgresql" => {
                         PoolKind::Postgres(postgres::Pool::new(url, def).map_err(invalid)?)
                     }
@@ -126,6 +159,7 @@ impl DatabasePool {
             deadline,
             conn: Some(conn),
             in_transaction: false,
+            suspect: false,
         })
     }
 
@@ -163,6 +197,10 @@ pub struct DbConnection {
     deadline: Option<Deadline>,
     conn: Option<Conn>,
     in_transaction: bool,
+    /// The connection's state is unknown (a raw transaction statement ran, a procedure
+    /// ran, or an operation was cut by its deadline mid-protocol): it is discarded at
+    /// the end instead of going back to the pool.
+    suspect: bool,
 }
 
 impl std::fmt::Debug for DbConnection {
@@ -186,26 +224,33 @@ macro_rules! on_conn {
                 format!("database `{name}`: connection already closed"),
             )
         })?;
-        with_timeout(budget, async move {
+        let result = with_timeout(budget, async move {
             match conn {
                 Conn::Sqlite($c) => $body,
                 Conn::Postgres($c) => $body,
                 Conn::Mssql($c) => $body,
             }
         })
-        .await
-        .map_err(|f| f.context(format!("database `{name}`")))
+        .await;
+        if result.as_ref().is_err_and(|f| f.code == codes::TIMEOUT) {
+            // Cancelled mid-exchange: never hand this connection to the next user.
+            $self.suspect = true;
+        }
+        result.map_err(|f| f.context(format!("database `{name}`")))
     }};
 }
 
 impl DbConnection {
     /// Runs a query; returns its rows.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Failure> {
-        on_conn!(self, c => c.query(sql, params).await)
+        self.suspect |= mentions_transaction(sql);
+        let rows = on_conn!(self, c => c.query(sql, params).await)?;
+        capped(&self.name, rows)
     }
 
     /// Runs a statement; returns the rows affected.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
+        self.suspect |= mentions_transaction(sql);
         on_conn!(self, c => c.execute(sql, params).await)
     }
 
@@ -257,7 +302,10 @@ impl DbConnection {
                 ),
             ));
         }
-        on_conn!(self, c => c.call_procedure(procedure, params).await)
+        // A procedure may leave a transaction open behind our back.
+        self.suspect = true;
+        let rows = on_conn!(self, c => c.call_procedure(procedure, params).await)?;
+        capped(&self.name, rows)
     }
 
     /// Whether a transaction is open.
@@ -265,7 +313,8 @@ impl DbConnection {
         self.in_transaction
     }
 
-    /// Rolls back a transaction left open and returns the connection to the pool.
+    /// Rolls back a transaction left open and returns the connection to the pool — or
+    /// discards it when its state is unknown (see `suspect`).
     pub async fn close(mut self) {
         if self.in_transaction
             && let Err(e) = self.rollback().await
@@ -274,6 +323,12 @@ impl DbConnection {
             if let Some(conn) = self.conn.take() {
                 conn.abandon_transaction();
             }
+        }
+        if self.suspect
+            && let Some(conn) = self.conn.take()
+        {
+            tracing::debug!(database = %self.name, "connection state unknown after the script; discarded, not pooled");
+            conn.abandon_transaction();
         }
     }
 
@@ -293,7 +348,7 @@ impl Drop for DbConnection {
     fn drop(&mut self) {
         // A connection must never go back to the pool inside a transaction: if the owner
         // did not `close` it, roll it back on the way.
-        if self.in_transaction
+        if (self.in_transaction || self.suspect)
             && let Some(conn) = self.conn.take()
         {
             conn.abandon_transaction();

@@ -346,3 +346,70 @@ async fn pool_size_bounds_concurrent_connections() {
     let third = tokio::time::timeout(Duration::from_secs(2), pool.connect(None)).await;
     assert!(third.is_ok());
 }
+
+/// Database URLs that are only a scheme are a clear config error, not a panic.
+#[tokio::test]
+async fn urls_without_a_path_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["sqlite", "sqlite://"] {
+        let err = DatabasePool::open("Historian", &def(url.into(), 1), dir.path())
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.class, FailureClass::Permanent, "{url}");
+        assert!(
+            err.message.starts_with("database `Historian`: "),
+            "{url}: {}",
+            err.message
+        );
+    }
+}
+
+/// A raw `BEGIN` from a script leaves the server in a transaction the connection object
+/// does not know about: that connection is discarded at close (the server rolls it
+/// back), never handed to the next script mid-transaction. Also the row cap.
+#[tokio::test]
+async fn postgres_a_raw_begin_never_reaches_the_next_user() {
+    let Some(pool) = pg_pool(1).await else { return };
+    let t = table("sy_rawtx");
+    let mut setup = pool.connect(None).await.unwrap();
+    setup
+        .execute(&format!("CREATE TABLE {t} (v int4)"), &[])
+        .await
+        .unwrap();
+    setup.close().await;
+    let mut raw = pool.connect(None).await.unwrap();
+    let pid = raw
+        .query("SELECT pg_backend_pid() AS pid", &[])
+        .await
+        .unwrap()[0]["pid"]
+        .clone();
+    raw.execute("BEGIN TRANSACTION", &[]).await.unwrap();
+    raw.execute(&format!("INSERT INTO {t} VALUES (7)"), &[])
+        .await
+        .unwrap();
+    raw.close().await;
+    let mut next = pool.connect(None).await.unwrap();
+    let rows = next
+        .query(
+            &format!("SELECT pg_backend_pid() AS pid, (SELECT count(*) FROM {t}) AS n"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        rows[0]["pid"], pid,
+        "the raw-transaction connection was discarded"
+    );
+    assert_eq!(rows[0]["n"], json!(0), "its uncommitted insert is gone");
+    let too_many = next
+        .query("SELECT generate_series(1, 50001) AS n", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        too_many.message.contains("more than the 50000"),
+        "{}",
+        too_many.message
+    );
+    next.execute(&format!("DROP TABLE {t}"), &[]).await.unwrap();
+    next.close().await;
+}

@@ -2,7 +2,9 @@
 //! the async runtime's workers, so a script blocked on I/O cannot slow the HTTP server
 //! or the store-and-forward forwarder. Calls from outside wait in a bounded queue and
 //! are refused at once ([`Overloaded`]) when it is full; work the node gives itself
-//! (alarm on-trigger scripts) has its own queue and is never dropped.
+//! (alarm on-trigger scripts) has its own bounded queue ([`INTERNAL_QUEUE`]), served
+//! alongside callers (neither starves the other). A job whose deadline passed while it
+//! waited is dropped with a log line and `switchyard_script_dropped_total`.
 
 use super::engine::set_deadline;
 use crate::Deadline;
@@ -25,6 +27,10 @@ struct Job {
     deadline: Option<std::time::Instant>,
     run: Box<dyn FnOnce() + Send>,
 }
+
+/// How many jobs the node may give itself (alarm on-trigger scripts) before new ones
+/// are dropped, loudly: an alarm storm must not grow memory without bound.
+pub(crate) const INTERNAL_QUEUE: usize = 10_000;
 
 /// Work a script thread does when it has had no job for a while.
 pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
@@ -79,7 +85,7 @@ impl ScriptPool {
         hook: IdleHook,
     ) -> ScriptPool {
         let (external, external_rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
-        let (internal, internal_rx) = crossbeam_channel::unbounded::<Job>();
+        let (internal, internal_rx) = crossbeam_channel::bounded::<Job>(INTERNAL_QUEUE);
         let shared = Arc::new(Shared {
             name: name.to_string(),
             queued: AtomicUsize::new(0),
@@ -129,19 +135,31 @@ impl ScriptPool {
         Ok(async move { rx.await.map_err(|_| PoolClosed) })
     }
 
-    /// Queues work the node gives itself (alarm on-trigger scripts): never refused,
-    /// never awaited.
-    pub fn spawn_internal<F>(&self, deadline: Deadline, job: F)
+    /// Queues work the node gives itself (alarm on-trigger scripts), never awaited.
+    /// When [`INTERNAL_QUEUE`] jobs already wait, this one is dropped with an error log
+    /// and a metric; returns whether it was queued.
+    pub fn spawn_internal<F>(&self, deadline: Deadline, job: F) -> bool
     where
         F: FnOnce() + Send + 'static,
     {
         let (tx, _rx) = tokio::sync::oneshot::channel::<()>();
         let job = self.job(Some(deadline), job, tx);
-        if self.internal.send(job).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!(pool = %self.shared.name, "script pool stopped; internal job not run");
-        }
+        let queued = match self.internal.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                dropped(&self.shared, "queue_full");
+                tracing::error!(pool = %self.shared.name, limit = INTERNAL_QUEUE, "internal script queue full; job dropped");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(pool = %self.shared.name, "script pool stopped; internal job not run");
+                false
+            }
+        };
         self.publish();
+        queued
     }
 
     fn job<T, F>(
@@ -190,24 +208,37 @@ fn publish(shared: &Shared) {
         .set(shared.busy.load(Ordering::Relaxed) as f64);
 }
 
+fn dropped(shared: &Shared, reason: &'static str) {
+    metrics::counter!("switchyard_script_dropped_total", "pool" => shared.name.clone(), "reason" => reason)
+        .increment(1);
+}
+
 fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
     loop {
-        // Work the node gave itself first, then callers, in arrival order.
+        // Both queues are served as their jobs arrive (crossbeam picks fairly among
+        // ready ones): an alarm storm cannot starve callers, nor callers alarms.
         let (every, hook) = &shared.idle;
-        let job = match internal.try_recv() {
-            Ok(job) => Ok(job),
-            Err(_) => crossbeam_channel::select! {
-                recv(internal) -> job => job,
-                recv(external) -> job => job,
-                default(*every) => {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook()));
-                    continue;
-                }
-            },
+        let job = crossbeam_channel::select! {
+            recv(internal) -> job => job,
+            recv(external) -> job => job,
+            default(*every) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook()));
+                continue;
+            }
         };
         // Both queues close together, when the last pool handle is dropped.
         let Ok(job) = job else { return };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
+        if job
+            .deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+        {
+            // Nobody waits for its answer any more (the caller got its timeout).
+            dropped(shared, "expired");
+            tracing::warn!(pool = %shared.name, "script job dropped: its deadline passed while it waited for a thread");
+            publish(shared);
+            continue;
+        }
         shared.busy.fetch_add(1, Ordering::Relaxed);
         publish(shared);
         set_deadline(job.deadline);
@@ -223,6 +254,44 @@ fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn expired_jobs_are_dropped_and_the_internal_queue_is_bounded() {
+        let pool = ScriptPool::new("expiry", 1, 4);
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g = gate.clone();
+        let busy = pool
+            .submit(Deadline::after(Duration::from_secs(5)), move || {
+                g.wait();
+            })
+            .unwrap();
+        while pool.busy() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let late = pool
+            .submit(Deadline::after(Duration::from_millis(20)), move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        // Fill the internal queue while the only thread is busy: the one past the
+        // bound is refused.
+        for _ in 0..INTERNAL_QUEUE {
+            assert!(pool.spawn_internal(Deadline::after(Duration::from_millis(20)), || {}));
+        }
+        assert!(!pool.spawn_internal(Deadline::after(Duration::from_secs(5)), || {}));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.wait();
+        busy.await.unwrap();
+        assert_eq!(late.await, Err(PoolClosed), "dropped, never run");
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        // The pool is free again at once.
+        let job = pool
+            .submit(Deadline::after(Duration::from_secs(5)), || 9)
+            .unwrap();
+        assert_eq!(job.await, Ok(9));
+    }
 
     #[tokio::test]
     async fn runs_jobs_off_the_runtime_and_refuses_when_full() {

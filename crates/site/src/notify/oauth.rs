@@ -10,6 +10,9 @@ use switchyard_core::error::codes;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+/// The longest token lifetime believed from `expires_in`.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
 /// A cached access token.
 #[derive(Clone)]
 struct Token {
@@ -184,7 +187,14 @@ impl TokenSource {
                 "the OAuth2 token endpoint sent an unreadable answer",
             )
         })?;
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
+        // A token endpoint's `expires_in` is trusted up to a day (no overflow from a
+        // huge value; a day-old token is renewed anyway).
+        let lifetime = Duration::from_secs(
+            token
+                .expires_in
+                .unwrap_or(3600)
+                .min(MAX_TOKEN_LIFETIME_SECS),
+        );
         // Renew before it lapses: a minute early, or a fifth of a short lifetime.
         let margin = Duration::from_secs(60).min(lifetime / 5);
         tracing::debug!(lifetime = ?lifetime, "fetched an OAuth2 token for SMTP");
@@ -192,5 +202,42 @@ impl TokenSource {
             value: Secret::new(token.access_token),
             refresh_at: Instant::now() + lifetime - margin,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token endpoint that claims `expires_in` near `u64::MAX`: believed for a day at
+    /// most, no overflow.
+    #[tokio::test]
+    async fn an_absurd_expires_in_is_capped_at_a_day() {
+        let app = axum::Router::new().fallback(|| async {
+            axum::Json(serde_json::json!({
+                "access_token": "tok-1",
+                "token_type": "Bearer",
+                "expires_in": u64::MAX
+            }))
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let source = TokenSource::new(
+            &format!("http://{addr}"),
+            "tenant",
+            "client",
+            Ok(Secret::new("client-secret")),
+            "scope",
+            Duration::from_secs(5),
+        );
+        let (token, until) = source.token_until(false).await.unwrap();
+        assert_eq!(token.expose(), "tok-1");
+        let lifetime = until - Instant::now();
+        assert!(
+            lifetime <= Duration::from_secs(MAX_TOKEN_LIFETIME_SECS),
+            "{lifetime:?}"
+        );
+        assert!(lifetime > Duration::from_secs(MAX_TOKEN_LIFETIME_SECS - 120));
     }
 }

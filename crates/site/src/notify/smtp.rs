@@ -278,10 +278,15 @@ impl std::fmt::Display for DotStuffed {
     }
 }
 
+/// Every line ending — CRLF, a bare CR or a bare LF — becomes CRLF before dot-stuffing,
+/// so no `\r.\r\n` (or `\n.\n`) in a script's text can end the DATA early and smuggle
+/// commands to a lenient server (SMTP smuggling).
 fn dot_stuff(body: &[u8]) -> DotStuffed {
-    let text = String::from_utf8_lossy(body);
+    let text = String::from_utf8_lossy(body)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
     let mut out = String::with_capacity(text.len() + 8);
-    for (i, line) in text.split("\r\n").enumerate() {
+    for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             out.push_str("\r\n");
         }
@@ -433,6 +438,18 @@ mod tests {
             "a\r\n..b\r\n...c\r\n.\r\n"
         );
         assert_eq!(dot_stuff(b".start").0, "..start\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_cr_and_lf_cannot_end_the_data_early() {
+        let smuggled = dot_stuff(b"a\r.\r\nMAIL FROM:<x@evil>\r\nb\n.\nRCPT TO:<y@evil>");
+        assert_eq!(
+            smuggled.0,
+            "a\r\n..\r\nMAIL FROM:<x@evil>\r\nb\r\n..\r\nRCPT TO:<y@evil>\r\n.\r\n"
+        );
+        // Exactly one terminator, at the end; no bare CR or LF left.
+        assert_eq!(smuggled.0.matches("\r\n.\r\n").count(), 1);
+        assert!(!smuggled.0.replace("\r\n", "").contains(['\r', '\n']));
     }
 
     #[test]
