@@ -106,9 +106,9 @@ impl DatabasePool {
                         ));
                     }
                     "sqlite" => PoolKind::Sqlite(sqlite::Pool::new(rest, base_dir, def)),
-                    "postgres" | "postgresql" => {
-                        PoolKind::Postgres(postgres::Pool::new(url, def).map_err(invalid)?)
-                    }
+                    "postgres" | "postgresql" => PoolKind::Postgres(
+                        postgres::Pool::new(url, def, base_dir).map_err(invalid)?,
+                    ),
                     "mssql" | "sqlserver" => {
                         PoolKind::Mssql(mssql::Pool::from_url(url, def).map_err(invalid)?)
                     }

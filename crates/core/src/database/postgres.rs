@@ -9,11 +9,14 @@ use crate::error::{Failure, FailureClass, codes};
 use bb8_postgres::PostgresConnectionManager;
 use serde_json::{Map, Value};
 use std::error::Error as _;
+use std::path::Path;
 use std::str::FromStr;
+use tokio_postgres::Row;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Client = super::pool::Pooled<Manager>;
 
 pub(super) struct Pool {
@@ -21,12 +24,34 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(url: &str, def: &DatabaseDef) -> Result<Pool, String> {
-        let mut config = tokio_postgres::Config::from_str(url)
+    /// `url` may carry libpq's `sslmode` (`disable` — the default here —, `prefer`,
+    /// `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file, relative to
+    /// the config file). Whenever TLS is used the server's certificate is verified —
+    /// against `sslrootcert`, or the public web roots without it — and its name checked:
+    /// rustls has no "encrypt but trust anyone" mode, so `require` is as strict as
+    /// `verify-full`.
+    pub(super) fn new(url: &str, def: &DatabaseDef, base_dir: &Path) -> Result<Pool, String> {
+        let (url, mode, roots) = tls_settings(url, base_dir)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         config.connect_timeout(def.timeout);
+        match mode {
+            Some(mode) => {
+                config.ssl_mode(mode);
+            }
+            // Key-value strings (`host=… sslmode=require`) keep what they say; without
+            // `sslmode` anywhere, plain as before.
+            None if !url.contains("sslmode=") => {
+                config.ssl_mode(SslMode::Disable);
+            }
+            None => {}
+        }
+        crate::tls::install_crypto_provider();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let pool = super::pool::ManagedPool::new(
-            PostgresConnectionManager::new(config, NoTls),
+            PostgresConnectionManager::new(config, MakeRustlsConnect::new(tls)),
             def.max_connections,
             def.timeout,
         );
@@ -297,6 +322,62 @@ fn row_to_json(row: &Row) -> Result<Map<String, Value>, Failure> {
 
 /// A tokio-postgres error → failure: SQLSTATE decides; errors without one (the
 /// connection broke, the server is unreachable) are transient.
+/// Takes libpq's `sslmode` and `sslrootcert` out of a `postgres://` URL (tokio-postgres
+/// knows neither `verify-*` nor `sslrootcert`): the URL left, the mode if given, and
+/// the roots.
+fn tls_settings(
+    url: &str,
+    base_dir: &Path,
+) -> Result<(String, Option<SslMode>, rustls::RootCertStore), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = None;
+    let mut root_file = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => {
+                mode = Some(match value {
+                    "disable" => SslMode::Disable,
+                    "prefer" => SslMode::Prefer,
+                    "require" | "verify-ca" | "verify-full" => SslMode::Require,
+                    other => {
+                        return Err(format!(
+                            "sslmode `{other}`: use disable, prefer, require, verify-ca or verify-full"
+                        ));
+                    }
+                })
+            }
+            "sslrootcert" => root_file = Some(base_dir.join(value)),
+            _ => kept.push(pair),
+        }
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match root_file {
+        Some(path) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let certs = CertificateDer::pem_file_iter(&path)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "sslrootcert {}: no usable certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, mode, roots))
+}
+
 pub(super) fn classify(err: &tokio_postgres::Error) -> Failure {
     let message = match err.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),

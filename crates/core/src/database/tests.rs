@@ -413,3 +413,124 @@ async fn postgres_a_raw_begin_never_reaches_the_next_user() {
     next.execute(&format!("DROP TABLE {t}"), &[]).await.unwrap();
     next.close().await;
 }
+
+/// A TLS front for the machine's PostgreSQL, speaking the protocol's `SSLRequest`
+/// handshake with the test PKI (certificate for 127.0.0.1): counts TLS sessions, and
+/// passes plain clients through untouched.
+async fn tls_front_for_postgres() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/certs");
+    let server = crate::tls::server_config(&crate::config::ClusterTls {
+        cert: certs.join("server.pem"),
+        key: certs.join("server.key"),
+        ca: certs.join("ca.pem"),
+    })
+    .unwrap();
+    let mut server = (*server).clone();
+    server.alpn_protocols.clear();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let upstream = pg_url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sessions = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = sessions.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (acceptor, upstream, count) = (acceptor.clone(), upstream.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 8];
+                client.read_exact(&mut first).await?;
+                let mut server = tokio::net::TcpStream::connect(&upstream).await?;
+                if first == SSL_REQUEST {
+                    client.write_all(b"S").await?;
+                    let mut tls = acceptor.accept(client).await?;
+                    count.fetch_add(1, Ordering::SeqCst);
+                    tokio::io::copy_bidirectional(&mut tls, &mut server).await?;
+                } else {
+                    server.write_all(&first).await?;
+                    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (addr, sessions)
+}
+
+/// `sslmode=verify-full` with `sslrootcert` talks TLS and verifies the server: a server
+/// whose certificate does not chain to the roots is refused; `sslmode` absent stays
+/// plain (today's default).
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server() {
+    use std::sync::atomic::Ordering;
+    if pg_pool(1).await.is_none() {
+        return;
+    }
+    let (front, sessions) = tls_front_for_postgres().await;
+    let db = pg_url().rsplit('/').next().unwrap().to_string();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/certs/ca.pem");
+    let dir = tempfile::tempdir().unwrap();
+    let open = |query: String| {
+        DatabasePool::open(
+            "pg",
+            &def(format!("postgres://postgres@{front}/{db}{query}"), 1),
+            dir.path(),
+        )
+        .unwrap()
+    };
+    let verified = open(format!("?sslmode=verify-full&sslrootcert={}", ca.display()));
+    let mut conn = verified.connect(None).await.unwrap();
+    let rows = conn.query("SELECT 41 + 1 AS n", &[]).await.unwrap();
+    assert_eq!(rows[0]["n"], json!(42));
+    conn.close().await;
+    assert_eq!(sessions.load(Ordering::SeqCst), 1, "one TLS session");
+
+    // The same server against the public roots: its test CA is not among them.
+    let err = open("?sslmode=require".into())
+        .connect(None)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        err.message.to_lowercase().contains("certificate"),
+        "{}",
+        err.message
+    );
+
+    // No sslmode: plain, as before.
+    let mut plain = open(String::new()).connect(None).await.unwrap();
+    plain.query("SELECT 1 AS one", &[]).await.unwrap();
+    plain.close().await;
+    // (The refused handshake above never completed, so it is not counted either.)
+    assert_eq!(
+        sessions.load(Ordering::SeqCst),
+        1,
+        "no TLS session for the plain client"
+    );
+
+    let err = DatabasePool::open(
+        "pg",
+        &def(
+            format!("postgres://postgres@{front}/{db}?sslmode=sometimes"),
+            1,
+        ),
+        dir.path(),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        err.message.contains("sslmode `sometimes`"),
+        "{}",
+        err.message
+    );
+}
