@@ -3,7 +3,8 @@
 //! (`[5.6-4]`) and the forwarder retries them with the connection's retry settings
 //! (`[5.6-5]`, `[5.5-2-rt]`) through the same inner service.
 
-use serde_json::{Value, json};
+use crate::messages::{DatabaseMessage, SfMessage};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchyard_core::database::DatabasePool;
@@ -32,7 +33,12 @@ impl Forwardable for DbWrite {
             id: self.id,
             category: Category::Database,
             target: self.connection.clone(),
-            payload: json!({ "connection": self.connection, "sql": self.sql, "params": self.params }),
+            payload: DatabaseMessage {
+                connection: self.connection.clone(),
+                sql: self.sql,
+                params: self.params,
+            }
+            .to_payload(),
             retry: self.retry,
             first_delay: self.retry.delay(failure.retry_after),
             last_error: Some(failure.message.clone()),
@@ -119,13 +125,12 @@ impl CachedWrites {
 
     /// The forwarder's path: the same write, below store-and-forward.
     pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
-        let connection = message.payload["connection"].as_str().unwrap_or_default();
-        let sql = message.payload["sql"].as_str().unwrap_or_default();
-        let params = message.payload["params"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let write = self.write(message.id, connection, sql, params, None)?;
+        let DatabaseMessage {
+            connection,
+            sql,
+            params,
+        } = DatabaseMessage::from_stored(message)?;
+        let write = self.write(message.id, &connection, &sql, params, None)?;
         execute(write)
             .await
             .map(|_| ())

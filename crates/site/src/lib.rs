@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod external;
 mod host;
 pub mod instance;
+pub mod messages;
 pub mod node;
 pub mod notify;
 pub mod runtime;

@@ -2,9 +2,10 @@
 //! request and its response back into a checked JSON value.
 
 use super::SystemClient;
+use crate::messages::{ExternalMessage, SfMessage};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use switchyard_core::config::ExternalMethodDef;
@@ -56,7 +57,12 @@ impl Forwardable for ExternalCall {
             id: self.id.unwrap_or_default(),
             category: Category::External,
             target: self.system.name.clone(),
-            payload: json!({ "system": self.system.name, "method": self.method, "params": self.params }),
+            payload: ExternalMessage {
+                system: self.system.name.clone(),
+                method: self.method,
+                params: self.params,
+            }
+            .to_payload(),
             retry,
             first_delay: retry.delay(failure.retry_after),
             last_error: Some(failure.message.clone()),
@@ -214,6 +220,7 @@ fn decode(body: &Bytes, returns: Option<&switchyard_core::types::Type>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use switchyard_core::types::Type;
 
     #[test]

@@ -13,10 +13,11 @@
 mod call;
 mod transport;
 
+use crate::messages::{ExternalMessage, SfMessage};
 pub use call::{ExternalCall, MethodCall};
 pub use transport::Reqwest;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -175,9 +176,12 @@ impl ExternalGateway {
     /// Delivers a buffered call (the forwarder's path: the stack below store-and-forward,
     /// the message id as `Idempotency-Key`).
     pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
-        let system = message.payload["system"].as_str().unwrap_or_default();
-        let method = message.payload["method"].as_str().unwrap_or_default();
-        let params = message.payload.get("params").cloned().unwrap_or(json!({}));
+        let ExternalMessage {
+            system,
+            method,
+            params,
+        } = ExternalMessage::from_stored(message)?;
+        let (system, method) = (system.as_str(), method.as_str());
         let request = self.request(system, method, params, Some(message.id), None)?;
         direct(&request.system)
             .oneshot(request)

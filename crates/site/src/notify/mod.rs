@@ -18,7 +18,7 @@ mod smtp;
 pub use oauth::TokenSource;
 pub use smtp::{SmtpSender, compose};
 
-use serde_json::json;
+use crate::messages::{NotificationMessage, SfMessage};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,7 +68,13 @@ impl Forwardable for Email {
             id: self.id,
             category: Category::Notification,
             target: self.list.clone(),
-            payload: json!({ "list": self.list, "subject": self.subject, "message": self.message, "recipients": self.recipients }),
+            payload: NotificationMessage {
+                list: self.list,
+                subject: self.subject,
+                message: self.message,
+                recipients: self.recipients,
+            }
+            .to_payload(),
             retry: self.retry,
             first_delay: self.retry.delay(failure.retry_after),
             last_error: Some(failure.message.clone()),
@@ -153,26 +159,13 @@ impl Notifier {
     /// e-mail was buffered with.
     pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
         let sender = self.sender()?.clone();
-        let text = |key: &str| {
-            message.payload[key]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        };
-        let recipients = message.payload["recipients"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stored = NotificationMessage::from_stored(message)?;
         let email = Email {
             id: message.id,
-            list: text("list"),
-            subject: text("subject"),
-            message: text("message"),
-            recipients,
+            list: stored.list,
+            subject: stored.subject,
+            message: stored.message,
+            recipients: stored.recipients,
             deadline: None,
             retry: message.retry,
             timeout: sender.def().timeout,
