@@ -2,7 +2,7 @@
 //! chosen by the connection's URL — `mssql://…` or an ADO string (tiberius, connected by
 //! bb8-tiberius's manager), `postgres://…` (tokio-postgres, connected by bb8-postgres's
 //! manager), `sqlite://path` (rusqlite; the embedded default for examples and tests).
-//! Pooling is [`pool`]'s: checkout connects directly, so an unreachable server fails at
+//! Pooling is the `pool` module's: checkout connects directly, so an unreachable server fails at
 //! once with its own error.
 //!
 //! A [`DbConnection`] gives scripts full control — queries, updates, transactions,

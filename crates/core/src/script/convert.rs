@@ -13,7 +13,7 @@ pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
 /// How deeply nested a script's value may be when it leaves the script (the same depth
 /// serde_json accepts when it parses): a script can nest arrays in a loop far deeper
 /// than any stack can recurse.
-pub(crate) const MAX_VALUE_DEPTH: usize = 128;
+pub const MAX_VALUE_DEPTH: usize = 128;
 
 /// rhai → JSON. Values with no JSON form (function pointers, custom types) are an
 /// error naming their type; so is a value nested deeper than [`MAX_VALUE_DEPTH`].

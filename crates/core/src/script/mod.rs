@@ -32,9 +32,9 @@ mod pool;
 mod thread_io;
 
 pub use connection::{ConnectionApi, ConnectionTracker, sql_params};
-pub use convert::{failure_error, failure_map, from_dynamic, to_dynamic};
+pub use convert::{MAX_VALUE_DEPTH, failure_error, failure_map, from_dynamic, to_dynamic};
 pub use engine::{ScriptLimits, compile, current_deadline, enter_nested_call, new_engine};
 pub use error::{CompileError, ScriptError};
 pub use log::LogApi;
-pub use pool::{IdleHook, Overloaded, PoolClosed, ScriptPool};
+pub use pool::{INTERNAL_QUEUE, IdleHook, Overloaded, PoolClosed, ScriptPool};
 pub use thread_io::{PerThreadClient, TIDY_EVERY, block_on_here, block_on_here_or, tidy_thread};

@@ -30,7 +30,7 @@ struct Job {
 
 /// How many jobs the node may give itself (alarm on-trigger scripts) before new ones
 /// are dropped, loudly: an alarm storm must not grow memory without bound.
-pub(crate) const INTERNAL_QUEUE: usize = 10_000;
+pub const INTERNAL_QUEUE: usize = 10_000;
 
 /// Work a script thread does when it has had no job for a while.
 pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
