@@ -127,6 +127,64 @@ async fn always_4xx_is_parked_after_max_retries() {
     );
 }
 
+/// SMTP Basic authentication (`[6.4-4]`, SPEC §5): PLAIN when the server offers it,
+/// LOGIN when it offers only that; a wrong password is a permanent error to the script
+/// (535), nothing buffered.
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_basic_auth_plain_and_login_and_a_refused_password() {
+    for (extra, mechanism) in [(None, "PLAIN"), (Some("PLAIN"), "LOGIN")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--users", "scada-mailer:s3cret-pw", "--auth-required"];
+        if let Some(excluded) = extra {
+            args.extend(["--exclude-auth", excluded]);
+        }
+        let Some(smtp) = Smtp::start(&dir.path().join("smtp"), 0, &args) else {
+            return;
+        };
+        for (password, delivered) in [("s3cret-pw", true), ("wrong-pw", false)] {
+            let mut plant = TestPlant::new(&Peers::default());
+            set_smtp(
+                &plant,
+                &plain_smtp(smtp.port, "{ max_retries = 2, interval = \"1m\" }").replace(
+                    "auth = { type = \"none\" }",
+                    &format!("auth = {{ type = \"basic\", username = \"scada-mailer\", password = \"{password}\" }}"),
+                ),
+            );
+            plant.start().await;
+            let r = mail(&plant, "authenticated").await;
+            if delivered {
+                assert_eq!(r["value"]["status"], "delivered", "{mechanism}: {r}");
+            } else {
+                assert_eq!(r["error"]["class"], "permanent", "{mechanism}: {r}");
+                assert_eq!(r["error"]["status"], 535, "{mechanism}: {r}");
+                assert_eq!(plant.counts("plant-a").await, (0, 0), "nothing buffered");
+            }
+        }
+        let auths: Vec<Value> = smtp
+            .events()
+            .into_iter()
+            .filter(|e| e["event"] == "auth")
+            .collect();
+        assert!(
+            auths
+                .iter()
+                .all(|a| a["mechanism"] == mechanism && a["user"] == "scada-mailer"),
+            "{auths:?}"
+        );
+        assert_eq!(
+            auths
+                .iter()
+                .map(|a| a["ok"].as_bool().unwrap())
+                .collect::<Vec<_>>(),
+            vec![true, false],
+            "{auths:?}"
+        );
+        let messages = smtp.messages();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0]["authenticated_as"], "scada-mailer");
+    }
+}
+
 /// A server that accepts and never answers (not even the greeting): the SMTP timeout
 /// cuts the attempt, which is transient — the e-mail is buffered, not lost.
 #[tokio::test(flavor = "multi_thread")]

@@ -534,3 +534,115 @@ async fn postgres_over_tls_verifies_the_server() {
         err.message
     );
 }
+
+/// `CD-ESG-8` on the managed pool (PostgreSQL, MS SQL): never more than
+/// `max_connections` server sessions (counted by the server), connections are reused,
+/// and one the server killed is discarded, not handed out again.
+#[tokio::test]
+async fn postgres_pool_bounds_reuses_and_discards_broken_connections() {
+    let Some(monitor) = pg_pool(1).await else {
+        return;
+    };
+    let app = table("sy_pool");
+    let pool = DatabasePool::open(
+        "pg",
+        &def(format!("{}?application_name={app}", pg_url()), 3),
+        Path::new("."),
+    )
+    .unwrap();
+    let sessions = || async {
+        let mut m = monitor.connect(None).await.unwrap();
+        let rows = m
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+                &[json!(app)],
+            )
+            .await
+            .unwrap();
+        m.close().await;
+        rows.into_iter()
+            .map(|r| r["pid"].clone())
+            .collect::<Vec<_>>()
+    };
+    async fn backend(conn: &mut DbConnection) -> Value {
+        conn.query("SELECT pg_backend_pid() AS pid", &[])
+            .await
+            .unwrap()[0]["pid"]
+            .clone()
+    }
+
+    // Three at once: the fourth waits.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.connect(None).await.unwrap());
+    }
+    let mut first = Vec::new();
+    for conn in &mut held {
+        first.push(backend(conn).await);
+    }
+    let fourth = tokio::time::timeout(Duration::from_millis(300), pool.connect(None)).await;
+    assert!(
+        fourth.is_err(),
+        "a fourth connection must wait for the pool"
+    );
+    assert_eq!(
+        sessions().await.len(),
+        3,
+        "the server sees exactly max_connections sessions"
+    );
+    for conn in held.drain(..) {
+        conn.close().await;
+    }
+
+    // Reuse: the same three sessions serve the next three checkouts.
+    for _ in 0..3 {
+        held.push(pool.connect(None).await.unwrap());
+    }
+    let mut again = Vec::new();
+    for conn in &mut held {
+        again.push(backend(conn).await);
+    }
+    first.sort_by_key(|v| v.as_i64());
+    again.sort_by_key(|v| v.as_i64());
+    assert_eq!(first, again, "connections are reused, not reopened");
+    for conn in held.drain(..) {
+        conn.close().await;
+    }
+
+    // The server kills one session: the pool discards it.
+    let victim = first[0].clone();
+    let mut m = monitor.connect(None).await.unwrap();
+    m.query("SELECT pg_terminate_backend($1::int4)", &[victim.clone()])
+        .await
+        .unwrap();
+    m.close().await;
+    let started = std::time::Instant::now();
+    loop {
+        for _ in 0..3 {
+            held.push(pool.connect(None).await.unwrap());
+        }
+        let mut pids = Vec::new();
+        let mut failed = false;
+        for conn in &mut held {
+            match conn.query("SELECT pg_backend_pid() AS pid", &[]).await {
+                Ok(rows) => pids.push(rows[0]["pid"].clone()),
+                Err(_) => failed = true,
+            }
+        }
+        for conn in held.drain(..) {
+            conn.close().await;
+        }
+        if !failed {
+            assert!(
+                !pids.contains(&victim),
+                "the killed session is not handed out: {pids:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the broken connection kept failing"
+        );
+    }
+    assert!(sessions().await.len() <= 3);
+}
