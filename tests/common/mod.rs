@@ -486,11 +486,13 @@ impl Default for Peers {
 
 /// A plant of central and two sites (plant-a: T-1, T-2; plant-b: P-1) in a temp dir.
 pub struct TestPlant {
+    /// First, so the processes stop (and print their logs on a failure) before the
+    /// directory with their logs and data is removed.
+    pub procs: Vec<Proc>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub central_port: u16,
     pub site_ports: Vec<(String, u16)>,
-    pub procs: Vec<Proc>,
     _slot: Slot,
 }
 
@@ -863,6 +865,17 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
         let url = format!("http://127.0.0.1:{}/cluster/health", self.site_port(site));
         let r = http().get(url).bearer_auth(SITE_TOKEN).send().await.ok()?;
         r.json().await.ok()
+    }
+
+    /// A gauge from the site's `/metrics` for the site's own pool
+    /// (`{name}{pool="site-{site}"}`); `None` while the site does not answer.
+    pub async fn site_pool_gauge(&self, site: &str, name: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.site_port(site));
+        let text = http().get(url).send().await.ok()?.text().await.ok()?;
+        let series = format!("{name}{{pool=\"site-{site}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     pub async fn wait_deployed(&self, site: &str) {
