@@ -525,3 +525,67 @@ async fn redirects_are_not_followed_and_credentials_stay_home() {
     );
     assert_eq!(plant.counts("plant-a").await, (0, 0), "nothing buffered");
 }
+
+/// The `Stub` system's `timeout` in the test plant.
+const STUB_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far past a cut the script may get its answer: the way back through the site and
+/// central on a small machine, far below the stub's delay.
+const CUT_SLACK: Duration = Duration::from_millis(700);
+
+/// `CD-ESG-4`: an attempt is cut at the system's configured `timeout`, and the timeout is
+/// transient — `Call` gets a transient `TIMEOUT` error, `CachedCall` buffers the call —
+/// at 2 s, not after the server's 10 s answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_is_cut_at_the_system_timeout_and_the_timeout_is_transient() {
+    let stub = HttpStub::start().await;
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    slow_retries(&plant, "60s");
+    plant.start().await;
+    let slow = Reply {
+        status: 200,
+        body: json!({ "id": 1, "status": "late" }),
+        headers: Vec::new(),
+        delay: Duration::from_secs(10),
+    };
+    for probe in ["External", "Cached"] {
+        stub.push(slow.clone());
+        let before = stub.seen().len();
+        let started = std::time::Instant::now();
+        let r = plant
+            .run(
+                "T-1",
+                probe,
+                external("Stub", "GetOrder", json!({ "id": 1 })),
+            )
+            .await;
+        let answered = std::time::Instant::now();
+        let seen = stub.seen();
+        assert_eq!(
+            seen.len(),
+            before + 1,
+            "{probe}: one attempt reached the server"
+        );
+        let cut = answered - seen[before].at;
+        assert!(
+            answered - started >= STUB_TIMEOUT && cut < STUB_TIMEOUT + CUT_SLACK,
+            "{probe}: cut at the 2 s system timeout: {cut:?} after the request arrived, {:?} after the call\n{r}",
+            answered - started
+        );
+        match probe {
+            "External" => assert_eq!(
+                (r["error"]["class"].as_str(), r["error"]["code"].as_str()),
+                (Some("transient"), Some("TIMEOUT")),
+                "{r}"
+            ),
+            _ => assert_eq!(r["value"]["status"], "buffered", "{r}"),
+        }
+    }
+    assert_eq!(
+        plant.counts("plant-a").await,
+        (1, 0),
+        "only CachedCall buffers"
+    );
+}

@@ -149,6 +149,8 @@ pub struct Seen {
     pub query: Option<String>,
     pub headers: http::HeaderMap,
     pub body: Value,
+    /// When the request reached the stub.
+    pub at: Instant,
 }
 
 /// What the stub answers.
@@ -195,6 +197,7 @@ impl HttpStub {
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let s = s.clone();
             async move {
+                let at = Instant::now();
                 let (parts, body) = request.into_parts();
                 let bytes = axum::body::to_bytes(body, 1 << 20)
                     .await
@@ -206,6 +209,7 @@ impl HttpStub {
                     query: parts.uri.query().map(str::to_string),
                     headers: parts.headers.clone(),
                     body,
+                    at,
                 });
                 let reply = s
                     .queue
