@@ -589,3 +589,62 @@ async fn an_attempt_is_cut_at_the_system_timeout_and_the_timeout_is_transient() 
         "only CachedCall buffers"
     );
 }
+
+/// A `Retry-After` longer than the retry interval (1 s) is honoured end to end: after a
+/// 503 or 429 asking for 4 s, the next attempt reaches the server no sooner than 4 s
+/// later — after the first attempt (from the script) and after a retry alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_longer_than_the_interval_delays_the_next_attempt() {
+    const RETRY_AFTER: Duration = Duration::from_secs(4);
+    /// The forwarder's polling and a busy machine: how late an attempt may come.
+    const LATE: Duration = Duration::from_secs(3);
+    let stub = HttpStub::start().await;
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    plant.start().await;
+    for status in [503u16, 429] {
+        stub.push(Reply {
+            status,
+            body: json!({ "error": "busy" }),
+            headers: vec![("Retry-After".into(), RETRY_AFTER.as_secs().to_string())],
+            delay: Duration::ZERO,
+        });
+    }
+    let r = plant
+        .run(
+            "T-1",
+            "Cached",
+            external(
+                "Stub",
+                "PostReading",
+                json!({ "tank": "T-1", "level": 1.0 }),
+            ),
+        )
+        .await;
+    assert_eq!(r["value"]["status"], "buffered", "{r}");
+    wait_until(
+        "the call is delivered on its third attempt",
+        Duration::from_secs(30),
+        || stub.seen().len() == 3,
+    )
+    .await;
+    wait_until_async("nothing pending", Duration::from_secs(10), || async {
+        plant.counts("plant-a").await == (0, 0)
+    })
+    .await;
+    let seen = stub.seen();
+    for (n, pair) in seen.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= RETRY_AFTER && gap < RETRY_AFTER + LATE,
+            "attempt {} came {gap:?} after a Retry-After of {RETRY_AFTER:?} (interval 1 s)",
+            n + 2
+        );
+    }
+    assert_eq!(
+        seen[1].headers["idempotency-key"], seen[2].headers["idempotency-key"],
+        "one message, retried"
+    );
+}
