@@ -648,3 +648,65 @@ async fn a_retry_after_longer_than_the_interval_delays_the_next_attempt() {
         "one message, retried"
     );
 }
+
+/// A `CachedCall` that meets a permanent failure (HTTP 400) is an error to the script and
+/// is written to the site's event log, naming the script, system, method and status, so
+/// an operator sees it even when the script swallows the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_cached_call_failure_is_written_to_the_site_event_log() {
+    let stub = HttpStub::start().await;
+    stub.push(Reply::json(400, json!({ "error": "unknown tank" })));
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    plant.start().await;
+    let site = |plant: &TestPlant| {
+        plant
+            .procs
+            .iter()
+            .find(|p| p.name == "plant-a")
+            .unwrap()
+            .log_text()
+    };
+    assert!(!site(&plant).contains("external call failed"));
+    let r = plant
+        .run(
+            "T-2",
+            "Cached",
+            external(
+                "Stub",
+                "PostReading",
+                json!({ "tank": "T-2", "level": 1.0 }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (r["error"]["class"].as_str(), r["error"]["status"].as_u64()),
+        (Some("permanent"), Some(400)),
+        "{r}"
+    );
+    assert_eq!(plant.counts("plant-a").await, (0, 0), "nothing buffered");
+    let failed_line = |log: &str| {
+        log.lines()
+            .find(|l| l.contains("external call failed"))
+            .map(str::to_string)
+    };
+    wait_until(
+        "the failure is in the site log",
+        Duration::from_secs(5),
+        || failed_line(&site(&plant)).is_some(),
+    )
+    .await;
+    let line = failed_line(&site(&plant)).unwrap();
+    for part in [
+        "WARN",
+        "script=T-2/Cached",
+        "system=\"Stub\"",
+        "method=\"PostReading\"",
+        "class=\"permanent\"",
+        "HTTP 400",
+    ] {
+        assert!(line.contains(part), "{part:?} in the log line: {line}");
+    }
+}
