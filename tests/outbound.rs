@@ -710,3 +710,73 @@ async fn a_permanent_cached_call_failure_is_written_to_the_site_event_log() {
         assert!(line.contains(part), "{part:?} in the log line: {line}");
     }
 }
+
+/// `[5.5-2-rt]`, `[5.6-6]`: a `Database.CachedWrite` whose database never comes back is
+/// retried by the connection's own `retry` (3 retries, 1.5 s apart — no other target of
+/// the plant uses these figures) and then parked; `switchyard parked list` shows it in
+/// the `database` category with its connection, SQL and parameters.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_write_that_never_reaches_its_database_is_parked_by_the_connections_retry() {
+    const INTERVAL: Duration = Duration::from_millis(1500);
+    const RETRIES: u32 = 3;
+    /// The forwarder's polling and a busy machine: how late the last retry may come.
+    const LATE: Duration = Duration::from_millis(2500);
+    let mut plant = TestPlant::new(&Peers::default());
+    let text = std::fs::read_to_string(&plant.config).unwrap().replace(
+        "[databases.PgDown]\n",
+        &format!(
+            "[databases.PgDown]\nretry = {{ max_retries = {RETRIES}, interval = \"{}ms\" }}\n",
+            INTERVAL.as_millis()
+        ),
+    );
+    std::fs::write(&plant.config, text).unwrap();
+    plant.start().await;
+    let sql = "INSERT INTO readings (tank, level) VALUES ($1, $2)";
+    let r = plant
+        .run(
+            "T-1",
+            "Write",
+            json!({ "db": "PgDown", "sql": sql, "args": ["T-1", 93.5] }),
+        )
+        .await;
+    assert_eq!(r["value"]["status"], "buffered", "{r}");
+    let id = r["value"]["id"].as_str().unwrap().to_string();
+    wait_until_async(
+        "the write is parked",
+        INTERVAL * RETRIES + LATE + Duration::from_secs(5),
+        || async { plant.counts("plant-a").await == (0, 1) },
+    )
+    .await;
+
+    let (code, out) = plant.parked_list_json("plant-a");
+    assert_eq!(code, 0, "{out}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let item = &list["items"][0];
+    assert_eq!(item["id"], id.as_str(), "{item}");
+    assert_eq!(item["category"], "database", "{item}");
+    assert_eq!(item["attempts"], RETRIES, "max_retries of PgDown: {item}");
+    let payload = item["payload"].to_string();
+    assert!(
+        payload.contains("PgDown") && payload.contains(sql) && payload.contains("93.5"),
+        "connection, SQL and parameters: {item}"
+    );
+    let time =
+        |field: &str| chrono::DateTime::parse_from_rfc3339(item[field].as_str().unwrap()).unwrap();
+    let retrying = (time("parked") - time("created")).to_std().unwrap();
+    assert!(
+        retrying >= INTERVAL * RETRIES && retrying < INTERVAL * RETRIES + LATE,
+        "{RETRIES} retries {INTERVAL:?} apart: parked {retrying:?} after it was buffered"
+    );
+
+    let (code, table, err) = cli(&[
+        "parked",
+        "list",
+        "--config",
+        plant.config_str(),
+        "--site",
+        "plant-a",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let row = table.lines().find(|l| l.starts_with(&id)).unwrap_or("");
+    assert!(row.contains("database"), "{table}");
+}
