@@ -64,3 +64,62 @@ async fn a_routed_call_slower_than_the_method_timeout_is_504_at_the_deadline_and
     )
     .await;
 }
+
+/// Central tries a site's `nodes` in order (SPEC §8): with the first address closed
+/// (nothing listens: a node that is down) and two working addresses after it — two TCP
+/// proxies in front of the same site — the deployment and every `Route.To` call go
+/// through the first working one; the one after it is never needed. The site's own
+/// `listen` address is not in the list, so nothing reaches it but through `nodes`.
+#[tokio::test(flavor = "multi_thread")]
+async fn central_tries_the_nodes_in_order_and_uses_the_first_that_answers() {
+    let mut plant = TestPlant::new(&Peers::default());
+    let a = plant.site_port("plant-a");
+    let site: std::net::SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+    let (second, third) = (
+        TcpProxy::start(site, true).await,
+        TcpProxy::start(site, true).await,
+    );
+    let closed = free_port();
+    let text = std::fs::read_to_string(&plant.config).unwrap().replace(
+        &format!("[sites.plant-a]\nlisten = \"127.0.0.1:{a}\"\n"),
+        &format!(
+            "[sites.plant-a]\nlisten = \"127.0.0.1:{a}\"\nnodes = [\"127.0.0.1:{closed}\", \"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n",
+            second.port, third.port
+        ),
+    );
+    assert!(
+        text.contains("nodes = ["),
+        "the plant's config names the nodes"
+    );
+    std::fs::write(&plant.config, text).unwrap();
+    // The sites first: a proxy whose site is not listening yet would take central's
+    // connection and then drop it, which is an answer, not a node that is down.
+    plant.start_site("plant-a");
+    plant.start_site("plant-b");
+    wait_until_async("plant-a listens", Duration::from_secs(60), || async {
+        plant.site_health("plant-a").await.is_some()
+    })
+    .await;
+    plant.start_central();
+    plant.wait_deployed("plant-a").await;
+    plant.wait_deployed("plant-b").await;
+    let value = plant.run("T-1", "Echo", json!({ "x": 1 })).await;
+    assert_eq!(value, json!({ "instance": "T-1", "params": { "x": 1 } }));
+    let (status, body) = plant
+        .call("Levels", json!({ "tanks": ["T-1", "T-2", "P-1"] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!([
+            { "tank": "T-1", "level": 10.0, "setpoint": 50.0 },
+            { "tank": "T-2", "level": 20.0, "setpoint": 60.0 },
+            { "tank": "P-1", "level": 30.0, "setpoint": 70.0 }
+        ])
+    );
+    assert!(
+        second.forwarded() > 0,
+        "the second node (first that answers) carried the calls"
+    );
+    assert_eq!(third.forwarded(), 0, "the third node was never needed");
+}

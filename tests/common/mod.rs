@@ -367,6 +367,7 @@ impl Drop for Smtp {
 pub struct TcpProxy {
     pub port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
+    forwarded: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
     port_holder: Option<tokio::net::TcpListener>,
 }
@@ -377,6 +378,8 @@ impl TcpProxy {
         let port = listener.local_addr().unwrap().port();
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(up));
         let f = flag.clone();
+        let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = forwarded.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -386,6 +389,7 @@ impl TcpProxy {
                     drop(inbound); // refused: the connection is closed at once
                     continue;
                 }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -396,6 +400,7 @@ impl TcpProxy {
         TcpProxy {
             port,
             up: flag,
+            forwarded,
             task,
             port_holder: None,
         }
@@ -403,6 +408,11 @@ impl TcpProxy {
 
     pub fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Connections passed through to the target so far.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
