@@ -515,3 +515,89 @@ async fn oauth2_refused_client_credentials_are_a_permanent_error_saying_so() {
     assert!(!message.contains(SECRET));
     assert_eq!(plant.counts("plant-a").await, (0, 0));
 }
+
+/// `[6.3-2]`: `Notify` is there for alarm on-trigger scripts and for shared scripts, not
+/// only for instance scripts — an alarm crossing and a shared script each send an e-mail
+/// that reaches the SMTP server with the list's recipients.
+#[tokio::test(flavor = "multi_thread")]
+async fn alarm_and_shared_scripts_send_email_with_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(smtp) = Smtp::start(&dir.path().join("smtp"), 0, &[]) else {
+        return;
+    };
+    let mut plant = TestPlant::new(&Peers {
+        smtp_port: smtp.port,
+        ..Peers::default()
+    });
+    write(
+        plant.dir.path(),
+        "scripts/alarm.rhai",
+        "Notify.To(\"Operators\").Send(`${params.alarm} on ${Instance.Code}`, `level ${params.value}`);",
+    );
+    write(
+        plant.dir.path(),
+        "scripts/shared/page.rhai",
+        "Notify.To(params.list).Send(params.subject, params.message)",
+    );
+    write(
+        plant.dir.path(),
+        "scripts/Page.rhai",
+        "Shared.Call(\"page\", params)",
+    );
+    let text = std::fs::read_to_string(&plant.config)
+        .unwrap()
+        .replace(
+            "double = \"scripts/shared/double.rhai\"",
+            "double = \"scripts/shared/double.rhai\"\npage = \"scripts/shared/page.rhai\"",
+        )
+        .replace(
+            "Echo = \"scripts/Echo.rhai\", ",
+            "Echo = \"scripts/Echo.rhai\", Page = \"scripts/Page.rhai\", ",
+        );
+    std::fs::write(&plant.config, text).unwrap();
+    plant.start().await;
+
+    let (status, body) = plant
+        .call(
+            "SetLevels",
+            json!({ "tank": "T-2", "level": 96.5, "setpoint": 60.0 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_until(
+        "the alarm's e-mail arrives",
+        Duration::from_secs(15),
+        || smtp.messages().len() == 1,
+    )
+    .await;
+    let alarm = &smtp.messages()[0];
+    let data = alarm["data"].as_str().unwrap();
+    assert!(
+        data.contains("Subject: High on T-2") && data.contains("level 96.5"),
+        "{data}"
+    );
+    assert_eq!(
+        alarm["rcpt_tos"],
+        json!([
+            "ops1@plant.example",
+            "ops2@plant.example",
+            "ops1@plant.example"
+        ])
+    );
+
+    let r = plant
+        .run(
+            "T-1",
+            "Page",
+            json!({ "list": "Operators", "subject": "Shift report", "message": "All tanks normal." }),
+        )
+        .await;
+    assert_eq!(r, json!({ "status": "delivered" }), "{r}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "one more e-mail, from the shared script");
+    let data = messages[1]["data"].as_str().unwrap();
+    assert!(
+        data.contains("Subject: Shift report") && data.contains("All tanks normal."),
+        "{data}"
+    );
+}

@@ -525,3 +525,258 @@ async fn redirects_are_not_followed_and_credentials_stay_home() {
     );
     assert_eq!(plant.counts("plant-a").await, (0, 0), "nothing buffered");
 }
+
+/// The `Stub` system's `timeout` in the test plant.
+const STUB_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far past a cut the script may get its answer: the way back through the site and
+/// central on a small machine, far below the stub's delay.
+const CUT_SLACK: Duration = Duration::from_millis(700);
+
+/// `CD-ESG-4`: an attempt is cut at the system's configured `timeout`, and the timeout is
+/// transient — `Call` gets a transient `TIMEOUT` error, `CachedCall` buffers the call —
+/// at 2 s, not after the server's 10 s answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_is_cut_at_the_system_timeout_and_the_timeout_is_transient() {
+    let stub = HttpStub::start().await;
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    slow_retries(&plant, "60s");
+    plant.start().await;
+    let slow = Reply {
+        status: 200,
+        body: json!({ "id": 1, "status": "late" }),
+        headers: Vec::new(),
+        delay: Duration::from_secs(10),
+    };
+    for probe in ["External", "Cached"] {
+        stub.push(slow.clone());
+        let before = stub.seen().len();
+        let started = std::time::Instant::now();
+        let r = plant
+            .run(
+                "T-1",
+                probe,
+                external("Stub", "GetOrder", json!({ "id": 1 })),
+            )
+            .await;
+        let answered = std::time::Instant::now();
+        let seen = stub.seen();
+        assert_eq!(
+            seen.len(),
+            before + 1,
+            "{probe}: one attempt reached the server"
+        );
+        let cut = answered - seen[before].at;
+        assert!(
+            answered - started >= STUB_TIMEOUT && cut < STUB_TIMEOUT + CUT_SLACK,
+            "{probe}: cut at the 2 s system timeout: {cut:?} after the request arrived, {:?} after the call\n{r}",
+            answered - started
+        );
+        match probe {
+            "External" => assert_eq!(
+                (r["error"]["class"].as_str(), r["error"]["code"].as_str()),
+                (Some("transient"), Some("TIMEOUT")),
+                "{r}"
+            ),
+            _ => assert_eq!(r["value"]["status"], "buffered", "{r}"),
+        }
+    }
+    assert_eq!(
+        plant.counts("plant-a").await,
+        (1, 0),
+        "only CachedCall buffers"
+    );
+}
+
+/// A `Retry-After` longer than the retry interval (1 s) is honoured end to end: after a
+/// 503 or 429 asking for 4 s, the next attempt reaches the server no sooner than 4 s
+/// later — after the first attempt (from the script) and after a retry alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_longer_than_the_interval_delays_the_next_attempt() {
+    const RETRY_AFTER: Duration = Duration::from_secs(4);
+    /// The forwarder's polling and a busy machine: how late an attempt may come.
+    const LATE: Duration = Duration::from_secs(3);
+    let stub = HttpStub::start().await;
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    plant.start().await;
+    for status in [503u16, 429] {
+        stub.push(Reply {
+            status,
+            body: json!({ "error": "busy" }),
+            headers: vec![("Retry-After".into(), RETRY_AFTER.as_secs().to_string())],
+            delay: Duration::ZERO,
+        });
+    }
+    let r = plant
+        .run(
+            "T-1",
+            "Cached",
+            external(
+                "Stub",
+                "PostReading",
+                json!({ "tank": "T-1", "level": 1.0 }),
+            ),
+        )
+        .await;
+    assert_eq!(r["value"]["status"], "buffered", "{r}");
+    wait_until(
+        "the call is delivered on its third attempt",
+        Duration::from_secs(30),
+        || stub.seen().len() == 3,
+    )
+    .await;
+    wait_until_async("nothing pending", Duration::from_secs(10), || async {
+        plant.counts("plant-a").await == (0, 0)
+    })
+    .await;
+    let seen = stub.seen();
+    for (n, pair) in seen.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= RETRY_AFTER && gap < RETRY_AFTER + LATE,
+            "attempt {} came {gap:?} after a Retry-After of {RETRY_AFTER:?} (interval 1 s)",
+            n + 2
+        );
+    }
+    assert_eq!(
+        seen[1].headers["idempotency-key"], seen[2].headers["idempotency-key"],
+        "one message, retried"
+    );
+}
+
+/// A `CachedCall` that meets a permanent failure (HTTP 400) is an error to the script and
+/// is written to the site's event log, naming the script, system, method and status, so
+/// an operator sees it even when the script swallows the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_cached_call_failure_is_written_to_the_site_event_log() {
+    let stub = HttpStub::start().await;
+    stub.push(Reply::json(400, json!({ "error": "unknown tank" })));
+    let mut plant = TestPlant::new(&Peers {
+        stub: stub.addr.to_string(),
+        ..Peers::default()
+    });
+    plant.start().await;
+    let site = |plant: &TestPlant| {
+        plant
+            .procs
+            .iter()
+            .find(|p| p.name == "plant-a")
+            .unwrap()
+            .log_text()
+    };
+    assert!(!site(&plant).contains("external call failed"));
+    let r = plant
+        .run(
+            "T-2",
+            "Cached",
+            external(
+                "Stub",
+                "PostReading",
+                json!({ "tank": "T-2", "level": 1.0 }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (r["error"]["class"].as_str(), r["error"]["status"].as_u64()),
+        (Some("permanent"), Some(400)),
+        "{r}"
+    );
+    assert_eq!(plant.counts("plant-a").await, (0, 0), "nothing buffered");
+    let failed_line = |log: &str| {
+        log.lines()
+            .find(|l| l.contains("external call failed"))
+            .map(str::to_string)
+    };
+    wait_until(
+        "the failure is in the site log",
+        Duration::from_secs(5),
+        || failed_line(&site(&plant)).is_some(),
+    )
+    .await;
+    let line = failed_line(&site(&plant)).unwrap();
+    for part in [
+        "WARN",
+        "script=T-2/Cached",
+        "system=\"Stub\"",
+        "method=\"PostReading\"",
+        "class=\"permanent\"",
+        "HTTP 400",
+    ] {
+        assert!(line.contains(part), "{part:?} in the log line: {line}");
+    }
+}
+
+/// `[5.5-2-rt]`, `[5.6-6]`: a `Database.CachedWrite` whose database never comes back is
+/// retried by the connection's own `retry` (3 retries, 1.5 s apart — no other target of
+/// the plant uses these figures) and then parked; `switchyard parked list` shows it in
+/// the `database` category with its connection, SQL and parameters.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_write_that_never_reaches_its_database_is_parked_by_the_connections_retry() {
+    const INTERVAL: Duration = Duration::from_millis(1500);
+    const RETRIES: u32 = 3;
+    /// The forwarder's polling and a busy machine: how late the last retry may come.
+    const LATE: Duration = Duration::from_millis(2500);
+    let mut plant = TestPlant::new(&Peers::default());
+    let text = std::fs::read_to_string(&plant.config).unwrap().replace(
+        "[databases.PgDown]\n",
+        &format!(
+            "[databases.PgDown]\nretry = {{ max_retries = {RETRIES}, interval = \"{}ms\" }}\n",
+            INTERVAL.as_millis()
+        ),
+    );
+    std::fs::write(&plant.config, text).unwrap();
+    plant.start().await;
+    let sql = "INSERT INTO readings (tank, level) VALUES ($1, $2)";
+    let r = plant
+        .run(
+            "T-1",
+            "Write",
+            json!({ "db": "PgDown", "sql": sql, "args": ["T-1", 93.5] }),
+        )
+        .await;
+    assert_eq!(r["value"]["status"], "buffered", "{r}");
+    let id = r["value"]["id"].as_str().unwrap().to_string();
+    wait_until_async(
+        "the write is parked",
+        INTERVAL * RETRIES + LATE + Duration::from_secs(5),
+        || async { plant.counts("plant-a").await == (0, 1) },
+    )
+    .await;
+
+    let (code, out) = plant.parked_list_json("plant-a");
+    assert_eq!(code, 0, "{out}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let item = &list["items"][0];
+    assert_eq!(item["id"], id.as_str(), "{item}");
+    assert_eq!(item["category"], "database", "{item}");
+    assert_eq!(item["attempts"], RETRIES, "max_retries of PgDown: {item}");
+    let payload = item["payload"].to_string();
+    assert!(
+        payload.contains("PgDown") && payload.contains(sql) && payload.contains("93.5"),
+        "connection, SQL and parameters: {item}"
+    );
+    let time =
+        |field: &str| chrono::DateTime::parse_from_rfc3339(item[field].as_str().unwrap()).unwrap();
+    let retrying = (time("parked") - time("created")).to_std().unwrap();
+    assert!(
+        retrying >= INTERVAL * RETRIES && retrying < INTERVAL * RETRIES + LATE,
+        "{RETRIES} retries {INTERVAL:?} apart: parked {retrying:?} after it was buffered"
+    );
+
+    let (code, table, err) = cli(&[
+        "parked",
+        "list",
+        "--config",
+        plant.config_str(),
+        "--site",
+        "plant-a",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let row = table.lines().find(|l| l.starts_with(&id)).unwrap_or("");
+    assert!(row.contains("database"), "{table}");
+}

@@ -149,6 +149,8 @@ pub struct Seen {
     pub query: Option<String>,
     pub headers: http::HeaderMap,
     pub body: Value,
+    /// When the request reached the stub.
+    pub at: Instant,
 }
 
 /// What the stub answers.
@@ -195,6 +197,7 @@ impl HttpStub {
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let s = s.clone();
             async move {
+                let at = Instant::now();
                 let (parts, body) = request.into_parts();
                 let bytes = axum::body::to_bytes(body, 1 << 20)
                     .await
@@ -206,6 +209,7 @@ impl HttpStub {
                     query: parts.uri.query().map(str::to_string),
                     headers: parts.headers.clone(),
                     body,
+                    at,
                 });
                 let reply = s
                     .queue
@@ -363,6 +367,7 @@ impl Drop for Smtp {
 pub struct TcpProxy {
     pub port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
+    forwarded: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
     port_holder: Option<tokio::net::TcpListener>,
 }
@@ -373,6 +378,8 @@ impl TcpProxy {
         let port = listener.local_addr().unwrap().port();
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(up));
         let f = flag.clone();
+        let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = forwarded.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -382,6 +389,7 @@ impl TcpProxy {
                     drop(inbound); // refused: the connection is closed at once
                     continue;
                 }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -392,6 +400,7 @@ impl TcpProxy {
         TcpProxy {
             port,
             up: flag,
+            forwarded,
             task,
             port_holder: None,
         }
@@ -399,6 +408,11 @@ impl TcpProxy {
 
     pub fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Connections passed through to the target so far.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -486,11 +500,13 @@ impl Default for Peers {
 
 /// A plant of central and two sites (plant-a: T-1, T-2; plant-b: P-1) in a temp dir.
 pub struct TestPlant {
+    /// First, so the processes stop (and print their logs on a failure) before the
+    /// directory with their logs and data is removed.
+    pub procs: Vec<Proc>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub central_port: u16,
     pub site_ports: Vec<(String, u16)>,
-    pub procs: Vec<Proc>,
     _slot: Slot,
 }
 
@@ -863,6 +879,17 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
         let url = format!("http://127.0.0.1:{}/cluster/health", self.site_port(site));
         let r = http().get(url).bearer_auth(SITE_TOKEN).send().await.ok()?;
         r.json().await.ok()
+    }
+
+    /// A gauge from the site's `/metrics` for the site's own pool
+    /// (`{name}{pool="site-{site}"}`); `None` while the site does not answer.
+    pub async fn site_pool_gauge(&self, site: &str, name: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.site_port(site));
+        let text = http().get(url).send().await.ok()?.text().await.ok()?;
+        let series = format!("{name}{{pool=\"site-{site}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     pub async fn wait_deployed(&self, site: &str) {

@@ -486,17 +486,26 @@ async fn a_sleeping_script_cannot_wedge_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_503_saturated_pool_answers_overloaded_at_once() {
+    // One thread, a queue of one: a spinning call takes the thread, a second waits in
+    // the queue, and only then does a third arrive (the pool's own counters say when).
     let f = fixture(1, 1).await;
+    let pool = f.central.pool().clone();
     let busy = {
         let app = f.app.clone();
         tokio::spawn(async move { send(&app, post("Spin", Some(KEY), r#"{"secs": 2}"#)).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the spinning call holds the only thread", || {
+        pool.busy() == 1 && pool.queued() == 0
+    })
+    .await;
     let queued = {
         let app = f.app.clone();
         tokio::spawn(async move { send(&app, post("Spin", Some(KEY), r#"{"secs": 0}"#)).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until("the second call waits in the queue", || {
+        pool.busy() == 1 && pool.queued() == 1
+    })
+    .await;
     let started = std::time::Instant::now();
     let r = send(&f.app, post("GetTankLevel", Some(KEY), r#"{"tank":"a"}"#)).await;
     assert_error(&r, 503, "OVERLOADED");
@@ -505,8 +514,28 @@ async fn row_503_saturated_pool_answers_overloaded_at_once() {
         "refused at once: {:?}",
         started.elapsed()
     );
-    let _ = busy.await;
-    let _ = queued.await;
+    assert_eq!(
+        (pool.busy(), pool.queued()),
+        (1, 1),
+        "the refusal came while the pool was still full"
+    );
+    // The two accepted calls were not refused: the spinning one ends at its 1 s method
+    // timeout, the queued one runs after it (or finds its own deadline gone meanwhile).
+    assert_error(&busy.await.unwrap(), 504, "TIMEOUT");
+    let queued = queued.await.unwrap();
+    assert_ne!(queued.2["code"], "OVERLOADED", "{:?}", queued.2);
+}
+
+/// Polls `done` (every 5 ms, for at most 5 s) until it holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]

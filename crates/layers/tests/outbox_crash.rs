@@ -1,6 +1,10 @@
 //! Crash safety of the outbox: a child process enqueues messages and reports each id as
 //! soon as `enqueue` acknowledges it; it is SIGKILLed mid-stream. After reopening, every
 //! acknowledged id must be present exactly once.
+//!
+//! This file is its own harness (`harness = false`): the same binary is the test and,
+//! started by it with [`CHILD_ENV`] set, the child — so the child is not a `#[test]`
+//! that a normal run would count as passing without doing anything.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -11,12 +15,51 @@ use switchyard_layers::store_forward::{Category, FjallOutbox, NewMessage, Outbox
 
 const CHILD_ENV: &str = "SWITCHYARD_OUTBOX_CRASH_CHILD_DIR";
 
-/// Runs only inside the child process started by `acknowledged_messages_survive_sigkill`.
-#[test]
-fn child_enqueues_until_killed() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+/// The one test of this file, as libtest would name it.
+const TEST_NAME: &str = "acknowledged_messages_survive_sigkill";
+
+fn main() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child_enqueues_until_killed(&dir);
         return;
-    };
+    }
+    // `cargo test` passes libtest's arguments to every test binary; honour those that
+    // change what runs. The test is not ignored, so `--ignored` runs nothing here.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return;
+    }
+    if args.iter().any(|a| a == "--ignored") || !selected(&args) {
+        println!("running 0 tests");
+        return;
+    }
+    println!("test {TEST_NAME} ...");
+    acknowledged_messages_survive_sigkill();
+    println!("test {TEST_NAME} ... ok");
+}
+
+/// Whether libtest's name filters and `--skip` select [`TEST_NAME`].
+fn selected(args: &[String]) -> bool {
+    const TAKE_A_VALUE: &[&str] = &["--test-threads", "--format", "--color", "--logfile", "-Z"];
+    let (mut filters, mut skip) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--skip" {
+            skip.extend(args.next());
+        } else if TAKE_A_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    (filters.is_empty() || filters.iter().any(|f| TEST_NAME.contains(f.as_str())))
+        && !skip.iter().any(|s| TEST_NAME.contains(s.as_str()))
+}
+
+/// The child process: enqueues from 16 producers and prints `ACK <id>` for each
+/// acknowledged message until it is killed.
+fn child_enqueues_until_killed(dir: &str) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,21 +99,11 @@ fn child_enqueues_until_killed() {
     });
 }
 
-#[test]
 fn acknowledged_messages_survive_sigkill() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashSet<MessageId> = HashSet::new();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_enqueues_until_killed",
-                "--nocapture",
-                "--test-threads=1",
-            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
