@@ -9,7 +9,7 @@ use crate::classify::mssql_error;
 use crate::config::{DatabaseDef, Secret};
 use crate::error::{Failure, FailureClass, codes};
 use serde_json::{Map, Value};
-use tiberius::{AuthMethod, ColumnData, Config, EncryptionLevel, FromSql, Query};
+use tiberius::{AuthMethod, ColumnData, Config, EncryptionLevel, FromSql, IntoSql, Query};
 
 type Manager = bb8_tiberius::ConnectionManager;
 pub(super) type Client = super::pool::Pooled<Manager>;
@@ -256,22 +256,38 @@ pub(super) fn procedure_sql(procedure: &str, params: usize) -> String {
         .to_string()
 }
 
-/// Binds JSON parameters positionally.
+/// A JSON parameter as the TDS value it is sent as: `null` → NULL (NVARCHAR), booleans
+/// → BIT, integers → BIGINT, other numbers → FLOAT, strings as they are and lists and
+/// objects as their JSON text → NVARCHAR.
+pub(super) fn to_column(index: usize, value: &Value) -> Result<ColumnData<'static>, Failure> {
+    Ok(match value {
+        Value::Null => Option::<String>::None.into_sql(),
+        Value::Bool(b) => b.into_sql(),
+        Value::Number(n) => match n.as_i64() {
+            Some(v) => v.into_sql(),
+            None => n
+                .as_f64()
+                .ok_or_else(|| bad_param(index, "number out of range"))?
+                .into_sql(),
+        },
+        other => json_text(other).into_sql(),
+    })
+}
+
+/// A converted parameter, bound as it is.
+struct Bound(ColumnData<'static>);
+
+impl<'a> IntoSql<'a> for Bound {
+    fn into_sql(self) -> ColumnData<'a> {
+        self.0
+    }
+}
+
+/// Binds JSON parameters positionally (`@P1`, `@P2`, …).
 pub(super) fn bind<'a>(sql: &'a str, params: &[Value]) -> Result<Query<'a>, Failure> {
     let mut query = Query::new(sql);
     for (i, value) in params.iter().enumerate() {
-        match value {
-            Value::Null => query.bind(Option::<String>::None),
-            Value::Bool(b) => query.bind(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(v) => query.bind(v),
-                None => query.bind(
-                    n.as_f64()
-                        .ok_or_else(|| bad_param(i, "number out of range"))?,
-                ),
-            },
-            other => query.bind(json_text(other)),
-        }
+        query.bind(Bound(to_column(i, value)?));
     }
     Ok(query)
 }
@@ -306,7 +322,9 @@ pub(super) fn column_to_json(data: ColumnData<'static>) -> Result<Value, String>
         ColumnData::Time(_) => chrono::NaiveTime::from_sql(&data)
             .map_err(|e| e.to_string())?
             .map(|t| Value::from(t.to_string())),
-        ColumnData::DateTimeOffset(_) => chrono::DateTime::<chrono::Utc>::from_sql(&data)
+        // Read with its own offset: tiberius' `DateTime<Utc>` reading subtracts the
+        // offset from a time TDS already carries in UTC (off by the offset).
+        ColumnData::DateTimeOffset(_) => chrono::DateTime::<chrono::FixedOffset>::from_sql(&data)
             .map_err(|e| e.to_string())?
             .map(|d| Value::from(d.to_rfc3339())),
     };
@@ -420,34 +438,83 @@ mod tests {
             "EXEC dbo.LogEvent @P1, @P2"
         );
         assert_eq!(procedure_sql("dbo.Ping", 0), "EXEC dbo.Ping");
-        let q = bind(
-            "INSERT INTO t VALUES (@P1, @P2, @P3, @P4, @P5)",
-            &[
-                Value::Null,
-                Value::from(true),
-                Value::from(3),
-                Value::from(1.5),
-                Value::from("x"),
-            ],
+        let params = [
+            Value::Null,
+            Value::from(true),
+            Value::from(3),
+            Value::from(i64::MIN),
+            Value::from(1.5),
+            Value::from(u64::MAX),
+            Value::from("x"),
+            serde_json::json!([1, "a"]),
+            serde_json::json!({ "k": 2 }),
+        ];
+        let columns: Vec<ColumnData<'static>> = params
+            .iter()
+            .enumerate()
+            .map(|(i, v)| to_column(i, v).unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            vec![
+                ColumnData::String(None),
+                ColumnData::Bit(Some(true)),
+                ColumnData::I64(Some(3)),
+                ColumnData::I64(Some(i64::MIN)),
+                ColumnData::F64(Some(1.5)),
+                // Beyond BIGINT: sent as FLOAT rather than refused.
+                ColumnData::F64(Some(u64::MAX as f64)),
+                ColumnData::String(Some("x".into())),
+                ColumnData::String(Some("[1,\"a\"]".into())),
+                ColumnData::String(Some("{\"k\":2}".into())),
+            ]
         );
-        assert!(q.is_ok());
+        assert!(bind("INSERT INTO t VALUES (@P1, @P2)", &params[..2]).is_ok());
     }
 
     #[test]
     fn column_values_map_to_json() {
-        assert_eq!(
-            column_to_json(ColumnData::I32(Some(7))).unwrap(),
-            Value::from(7)
-        );
-        assert_eq!(
-            column_to_json(ColumnData::Bit(Some(true))).unwrap(),
-            Value::from(true)
-        );
-        assert_eq!(
-            column_to_json(ColumnData::String(Some("a".into()))).unwrap(),
-            Value::from("a")
-        );
-        assert_eq!(column_to_json(ColumnData::F64(None)).unwrap(), Value::Null);
+        use chrono::{NaiveDate, TimeZone};
+        let at = NaiveDate::from_ymd_opt(2026, 11, 28)
+            .unwrap()
+            .and_hms_milli_opt(10, 0, 5, 250)
+            .unwrap();
+        let guid = uuid::Uuid::parse_str("0192f0c4-5b7e-7cc0-8d1e-3a1f2b4c5d6e").unwrap();
+        let cases: Vec<(ColumnData<'static>, Value)> = vec![
+            (ColumnData::U8(Some(255)), Value::from(255)),
+            (ColumnData::I16(Some(-7)), Value::from(-7)),
+            (ColumnData::I32(Some(7)), Value::from(7)),
+            (ColumnData::I64(Some(i64::MAX)), Value::from(i64::MAX)),
+            (ColumnData::F32(Some(0.5)), Value::from(0.5)),
+            (ColumnData::F64(Some(-2.25)), Value::from(-2.25)),
+            (ColumnData::Bit(Some(true)), Value::from(true)),
+            (ColumnData::String(Some("a".into())), Value::from("a")),
+            (ColumnData::Guid(Some(guid)), Value::from(guid.to_string())),
+            (
+                ColumnData::Numeric(Some(tiberius::numeric::Numeric::new_with_scale(12345, 2))),
+                Value::from(123.45),
+            ),
+            (
+                ColumnData::Binary(Some(vec![1u8, 2, 255].into())),
+                serde_json::json!([1, 2, 255]),
+            ),
+            (at.into_sql(), Value::from("2026-11-28T10:00:05.250")),
+            (at.date().into_sql(), Value::from("2026-11-28")),
+            (
+                // DATETIMEOFFSET: the same instant, with its own offset.
+                chrono::FixedOffset::east_opt(3600)
+                    .unwrap()
+                    .from_utc_datetime(&at)
+                    .into_sql(),
+                Value::from("2026-11-28T11:00:05.250+01:00"),
+            ),
+            (ColumnData::F64(None), Value::Null),
+            (ColumnData::String(None), Value::Null),
+        ];
+        for (column, expected) in cases {
+            let shown = format!("{column:?}");
+            assert_eq!(column_to_json(column).unwrap(), expected, "{shown}");
+        }
     }
 
     #[test]
@@ -461,7 +528,36 @@ mod tests {
             (Transient, codes::CONNECTION)
         );
         let conversion = tiberius::error::Error::Conversion("bad".into());
-        assert_eq!(classify(&conversion).class, Permanent);
+        assert_eq!(
+            (
+                classify(&conversion).class,
+                classify(&conversion).code.as_str()
+            ),
+            (Permanent, codes::DATABASE)
+        );
+        let reset = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into(),
+        };
+        assert_eq!(classify(&reset).class, Transient);
+        let routing = tiberius::error::Error::Routing {
+            host: "replica".into(),
+            port: 1433,
+        };
+        assert_eq!(
+            (classify(&routing).class, classify(&routing).code.as_str()),
+            (Transient, codes::DATABASE)
+        );
+        let protocol = tiberius::error::Error::Protocol("unexpected token".into());
+        assert_eq!(classify(&protocol).class, Permanent);
+        // Server errors go by number (crate::classify::mssql_error): deadlock and lock
+        // timeout transient, constraint and syntax permanent.
+        assert_eq!(
+            [1205, 1222, 40613, 2627, 547, 102, 208].map(mssql_error),
+            [
+                Transient, Transient, Transient, Permanent, Permanent, Permanent, Permanent
+            ]
+        );
     }
 
     /// An unreachable server is a transient failure (CachedWrite buffers it).
@@ -508,9 +604,12 @@ mod tests {
             timeout: std::time::Duration::from_secs(15),
             retry: crate::RetryPolicy::default(),
         };
-        let pool =
-            super::super::DatabasePool::open("mssql", &def, std::path::Path::new(".")).unwrap();
-        let mut conn = pool.connect(None).await.unwrap();
+        let pool = super::super::DatabasePool::open("mssql", &def, std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("SWITCHYARD_TEST_MSSQL is set but unusable: {e}"));
+        // Set means "test against it": an unreachable server fails loudly, in CI or not.
+        let mut conn = pool.connect(None).await.unwrap_or_else(|e| {
+            panic!("SWITCHYARD_TEST_MSSQL is set but the server is unreachable: {e}")
+        });
         conn.execute(
             "IF OBJECT_ID('tempdb..#sy') IS NOT NULL DROP TABLE #sy",
             &[],
