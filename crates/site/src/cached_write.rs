@@ -13,7 +13,8 @@ use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// One write.
 #[derive(Clone, Debug)]
@@ -55,11 +56,20 @@ async fn execute(write: DbWrite) -> Result<u64, BoxError> {
 }
 
 /// Cached writes of a deployment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CachedWrites {
     pools: Arc<HashMap<String, Arc<DatabasePool>>>,
     retries: Arc<HashMap<String, RetryPolicy>>,
-    outbox: FjallOutbox,
+    /// Store-and-forward over the write, built once per deployment.
+    stack: BoxCloneSyncService<DbWrite, Delivery<u64>, BoxError>,
+}
+
+impl std::fmt::Debug for CachedWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedWrites")
+            .field("connections", &self.pools.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl CachedWrites {
@@ -69,10 +79,14 @@ impl CachedWrites {
         retries: HashMap<String, RetryPolicy>,
         outbox: FjallOutbox,
     ) -> Self {
+        let stack = ServiceBuilder::new()
+            // The database being unavailable must not lose the write (or block the script).
+            .layer(StoreForwardLayer::new(outbox))
+            .service(service_fn(execute));
         CachedWrites {
             pools,
             retries: Arc::new(retries),
-            outbox,
+            stack: BoxCloneSyncService::new(stack),
         }
     }
 
@@ -112,11 +126,12 @@ impl CachedWrites {
         deadline: Option<Deadline>,
     ) -> Result<Option<MessageId>, Failure> {
         let write = self.write(MessageId::new(), connection, sql, params, deadline)?;
-        let stack = ServiceBuilder::new()
-            // The database being unavailable must not lose the write (or block the script).
-            .layer(StoreForwardLayer::new(self.outbox.clone()))
-            .service(service_fn(execute));
-        match stack.oneshot(write).await {
+        let mut stack = self.stack.clone();
+        let written = match stack.ready().await {
+            Ok(ready) => ready.call(write).await,
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(Delivery::Delivered(_)) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(switchyard_layers::classify::failure_of(&*e)),

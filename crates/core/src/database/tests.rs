@@ -612,9 +612,12 @@ async fn postgres_pool_bounds_reuses_and_discards_broken_connections() {
     // The server kills one session: the pool discards it.
     let victim = first[0].clone();
     let mut m = monitor.connect(None).await.unwrap();
-    m.query("SELECT pg_terminate_backend($1::int4)", &[victim.clone()])
-        .await
-        .unwrap();
+    m.query(
+        "SELECT pg_terminate_backend($1::int4)",
+        std::slice::from_ref(&victim),
+    )
+    .await
+    .unwrap();
     m.close().await;
     let started = std::time::Instant::now();
     loop {

@@ -29,18 +29,31 @@ use switchyard_layers::classify::{ClassifyLayer, HttpStatus};
 use switchyard_layers::deadline::EnforceDeadlineLayer;
 use switchyard_layers::store_forward::{Delivery, FjallOutbox, StoreForwardLayer, StoredMessage};
 use switchyard_layers::validate::{Invalid, ValidateLayer};
+use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
-/// One external system, ready to call: its definition, its HTTP client (one per system,
-/// pooling connections) and its credentials.
+/// One external system, ready to call: its definition and its stacks, built once when
+/// the deployment is applied (one HTTP client per system, pooling connections, and its
+/// credentials inside).
 pub struct SystemClient {
     /// System name.
     pub name: String,
     /// Definition.
     pub def: ExternalSystemDef,
-    transport: Reqwest,
     /// Credentials, or why they could not be prepared (named, never the secret).
     credentials: Result<Credentials, String>,
+    stacks: Stacks,
+}
+
+/// The stored stacks of one system; each request clones one and drives it through
+/// `ready()` and `call()`.
+struct Stacks {
+    /// `ExternalSystem.Call`: validate → the direct stack.
+    call: BoxCloneSyncService<ExternalCall, Value, BoxError>,
+    /// `ExternalSystem.CachedCall`: validate → store-and-forward → the direct stack.
+    cached: BoxCloneSyncService<ExternalCall, Delivery<Value>, BoxError>,
+    /// The forwarder's retries: the direct stack alone.
+    direct: BoxCloneSyncService<ExternalCall, Value, BoxError>,
 }
 
 impl std::fmt::Debug for SystemClient {
@@ -56,7 +69,6 @@ impl std::fmt::Debug for SystemClient {
 #[derive(Debug, Clone)]
 pub struct ExternalGateway {
     systems: Arc<HashMap<String, Arc<SystemClient>>>,
-    outbox: FjallOutbox,
 }
 
 fn credentials(def: &ExternalSystemDef, base_dir: &Path) -> Result<Credentials, String> {
@@ -84,20 +96,36 @@ impl ExternalGateway {
             if let Err(e) = &credentials {
                 tracing::warn!(system = %name, error = %e, "external system credentials unavailable");
             }
-            let transport = Reqwest::new(def.timeout);
+            let direct = direct(def, &credentials, Reqwest::new(def.timeout));
+            let stacks = Stacks {
+                call: BoxCloneSyncService::new(
+                    ServiceBuilder::new()
+                        // Nothing leaves the site that does not match the method's definition.
+                        .layer(ValidateLayer::params())
+                        .service(direct.clone()),
+                ),
+                cached: BoxCloneSyncService::new(
+                    ServiceBuilder::new()
+                        // Invalid calls are refused before anything is stored.
+                        .layer(ValidateLayer::params())
+                        // Transient failures are kept on disk and retried by the forwarder.
+                        .layer(StoreForwardLayer::new(outbox.clone()))
+                        .service(direct.clone()),
+                ),
+                direct: BoxCloneSyncService::new(direct),
+            };
             systems.insert(
                 name.clone(),
                 Arc::new(SystemClient {
                     name: name.clone(),
                     def: def.clone(),
-                    transport,
                     credentials,
+                    stacks,
                 }),
             );
         }
         ExternalGateway {
             systems: Arc::new(systems),
-            outbox,
         }
     }
 
@@ -140,12 +168,8 @@ impl ExternalGateway {
         deadline: Option<Deadline>,
     ) -> Result<Value, Failure> {
         let request = self.request(system, method, params, None, deadline)?;
-        let stack = ServiceBuilder::new()
-            // Nothing leaves the site that does not match the method's definition.
-            .layer(ValidateLayer::params())
-            .service(direct(&request.system));
-        stack
-            .oneshot(request)
+        let stack = request.system.stacks.call.clone();
+        drive(stack, request)
             .await
             .map_err(|e| into_failure(e, system, method))
     }
@@ -160,13 +184,8 @@ impl ExternalGateway {
         deadline: Option<Deadline>,
     ) -> Result<Option<MessageId>, Failure> {
         let request = self.request(system, method, params, Some(MessageId::new()), deadline)?;
-        let stack = ServiceBuilder::new()
-            // Invalid calls are refused before anything is stored.
-            .layer(ValidateLayer::params())
-            // Transient failures are kept on disk and retried by the forwarder.
-            .layer(StoreForwardLayer::new(self.outbox.clone()))
-            .service(direct(&request.system));
-        match stack.oneshot(request).await {
+        let stack = request.system.stacks.cached.clone();
+        match drive(stack, request).await {
             Ok(Delivery::Delivered(_)) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(into_failure(e, system, method)),
@@ -183,18 +202,29 @@ impl ExternalGateway {
         } = ExternalMessage::from_stored(message)?;
         let (system, method) = (system.as_str(), method.as_str());
         let request = self.request(system, method, params, Some(message.id), None)?;
-        direct(&request.system)
-            .oneshot(request)
+        let stack = request.system.stacks.direct.clone();
+        drive(stack, request)
             .await
             .map(|_| ())
             .map_err(|e| into_failure(e, system, method))
     }
 }
 
-/// The stack below store-and-forward: method call (URL, encoding, decoding, `returns`)
-/// over classify → deadline → credentials → reqwest.
+/// Waits until a stored stack is ready, then calls it (readiness is where
+/// back-pressure lives; the request goes to the instance that said it was ready).
+async fn drive<S, R>(mut stack: S, request: R) -> Result<S::Response, BoxError>
+where
+    S: tower::Service<R, Error = BoxError>,
+{
+    stack.ready().await?.call(request).await
+}
+
+/// The stack below store-and-forward, built once per system: method call (URL,
+/// encoding, decoding, `returns`) over classify → deadline → credentials → reqwest.
 fn direct(
-    system: &SystemClient,
+    def: &ExternalSystemDef,
+    credentials: &Result<Credentials, String>,
+    transport: Reqwest,
 ) -> MethodCall<
     impl tower::Service<
         http::Request<bytes::Bytes>,
@@ -204,19 +234,21 @@ fn direct(
     >
     + Clone
     + Send
+    + Sync
     + 'static
     + use<>,
 > {
-    let credentials = system.credentials.clone().unwrap_or_default();
     let http = ServiceBuilder::new()
         // Statuses and transport errors become transient or permanent failures.
         .layer(ClassifyLayer::new(HttpStatus))
         // The system timeout, capped by what is left of the script's deadline.
-        .layer(EnforceDeadlineLayer::new(Some(system.def.timeout)))
+        .layer(EnforceDeadlineLayer::new(Some(def.timeout)))
         // Credentials on every request (CD-ESG-3).
-        .layer(AttachCredentialsLayer::new(credentials))
-        .service(system.transport.clone());
-    MethodCall::new(http, system.credentials.as_ref().err().cloned())
+        .layer(AttachCredentialsLayer::new(
+            credentials.clone().unwrap_or_default(),
+        ))
+        .service(transport);
+    MethodCall::new(http, credentials.as_ref().err().cloned())
 }
 
 fn into_failure(err: BoxError, system: &str, method: &str) -> Failure {

@@ -31,7 +31,8 @@ use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
-use tower::{ServiceBuilder, ServiceExt};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// One e-mail to send.
 #[derive(Debug, Clone)]
@@ -86,8 +87,24 @@ impl Forwardable for Email {
 #[derive(Debug, Clone)]
 pub struct Notifier {
     sender: Option<Arc<SmtpSender>>,
+    /// The stacks, built once per deployment (none without `[smtp]`).
+    stacks: Option<Stacks>,
     lists: Arc<BTreeMap<String, NotificationListDef>>,
-    outbox: FjallOutbox,
+}
+
+/// The stored stacks; each send clones one and drives it through `ready()` + `call()`.
+#[derive(Clone)]
+struct Stacks {
+    /// `Notify…Send`: store-and-forward over the direct stack.
+    send: BoxCloneSyncService<Email, Delivery<()>, BoxError>,
+    /// The forwarder's retries: the direct stack alone.
+    direct: BoxCloneSyncService<Email, (), BoxError>,
+}
+
+impl std::fmt::Debug for Stacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stacks(send, direct)")
+    }
 }
 
 impl Notifier {
@@ -99,11 +116,30 @@ impl Notifier {
         outbox: FjallOutbox,
     ) -> Notifier {
         let sender = smtp.map(|def| Arc::new(SmtpSender::new(def.clone(), base_dir)));
+        let stacks = sender.as_ref().map(|sender| {
+            let direct = direct(sender);
+            Stacks {
+                send: BoxCloneSyncService::new(
+                    ServiceBuilder::new()
+                        // A server that is down, throttling or stalled must not lose the
+                        // e-mail or block the script.
+                        .layer(StoreForwardLayer::new(outbox))
+                        .service(direct.clone()),
+                ),
+                direct: BoxCloneSyncService::new(direct),
+            }
+        });
         Notifier {
             sender,
+            stacks,
             lists: Arc::new(lists.clone()),
-            outbox,
         }
+    }
+
+    fn stacks(&self) -> Result<&Stacks, Failure> {
+        self.stacks.as_ref().ok_or_else(|| {
+            Failure::permanent(codes::SMTP, "no [smtp] settings are deployed to this site")
+        })
     }
 
     fn sender(&self) -> Result<&Arc<SmtpSender>, Failure> {
@@ -144,11 +180,12 @@ impl Notifier {
             retry: sender.def().retry,
             timeout: sender.def().timeout,
         };
-        let stack = ServiceBuilder::new()
-            // A server that is down or throttling must not lose the e-mail or block the script.
-            .layer(StoreForwardLayer::new(self.outbox.clone()))
-            .service(direct(&sender));
-        match stack.oneshot(email).await {
+        let mut stack = self.stacks()?.send.clone();
+        let sent = match stack.ready().await {
+            Ok(ready) => ready.call(email).await,
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(Delivery::Delivered(())) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(failure_of(&*e).context(format!("Notify.To(\"{list}\")"))),
@@ -170,17 +207,23 @@ impl Notifier {
             retry: message.retry,
             timeout: sender.def().timeout,
         };
-        direct(&sender)
-            .oneshot(email)
-            .await
-            .map_err(|e| failure_of(&*e))
+        let mut stack = self.stacks()?.direct.clone();
+        let sent = match stack.ready().await {
+            Ok(ready) => ready.call(email).await,
+            Err(e) => Err(e),
+        };
+        sent.map_err(|e| failure_of(&*e))
     }
 }
 
-/// The stack below store-and-forward.
+/// The stack below store-and-forward, built once per deployment.
 fn direct(
     sender: &Arc<SmtpSender>,
-) -> impl tower::Service<Email, Response = (), Error = BoxError, Future: Send> + Send + use<> {
+) -> impl tower::Service<Email, Response = (), Error = BoxError, Future: Send>
++ Clone
++ Send
++ Sync
++ use<> {
     ServiceBuilder::new()
         // Store-and-forward above decides by class: a stalled server (deadline) is
         // transient, an SMTP 5xx permanent.
