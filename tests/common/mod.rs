@@ -884,11 +884,18 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
     /// A gauge from the site's `/metrics` for the site's own pool
     /// (`{name}{pool="site-{site}"}`); `None` while the site does not answer.
     pub async fn site_pool_gauge(&self, site: &str, name: &str) -> Option<f64> {
+        self.site_metric(site, &format!("{name}{{pool=\"site-{site}\"}}"))
+            .await
+    }
+
+    /// The value of one series (name and labels, as exposed) from the site's `/metrics`;
+    /// `None` while the site does not answer or has not recorded the series.
+    pub async fn site_metric(&self, site: &str, series: &str) -> Option<f64> {
         let url = format!("http://127.0.0.1:{}/metrics", self.site_port(site));
         let text = http().get(url).send().await.ok()?.text().await.ok()?;
-        let series = format!("{name}{{pool=\"site-{site}\"}} ");
+        let prefix = format!("{series} ");
         text.lines()
-            .find_map(|l| l.strip_prefix(&series))
+            .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.trim().parse().ok())
     }
 
