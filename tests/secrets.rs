@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::plant_toml::table;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
@@ -13,19 +14,26 @@ async fn no_secret_appears_in_logs_error_bodies_failure_log_or_metrics() {
     let smtp = Smtp::start(&dir.path().join("smtp"), 0, &[]);
     let stub = HttpStub::start().await;
     let tokens = HttpStub::start().await;
-    let mut plant = TestPlant::new(&Peers {
-        stub: stub.addr.to_string(),
-        smtp_port: smtp.as_ref().map_or(1, |s| s.port),
-        ..Peers::default()
-    });
     // OAuth2 SMTP with a token endpoint answered by the stub (its default reply).
     let oauth_secret = "oauth-client-secret-77123";
     let token = "oauth-access-token-55321";
-    let text = std::fs::read_to_string(&plant.config).unwrap().replace(
-        "auth = { type = \"none\" }",
-        &format!("auth = {{ type = \"oauth2\", tenant = \"t\", client_id = \"c\", client_secret = \"{oauth_secret}\", authority = \"http://{}\" }}", tokens.addr),
-    );
-    std::fs::write(&plant.config, text).unwrap();
+    let peers = Peers {
+        stub: stub.addr.to_string(),
+        smtp_port: smtp.as_ref().map_or(1, |s| s.port),
+        ..Peers::default()
+    };
+    let mut plant = TestPlant::with_config(&peers, |config| {
+        config.table("smtp").set(
+            "auth",
+            table([
+                ("type", "oauth2".into()),
+                ("tenant", "t".into()),
+                ("client_id", "c".into()),
+                ("client_secret", oauth_secret.into()),
+                ("authority", format!("http://{}", tokens.addr).into()),
+            ]),
+        );
+    });
     tokens.set_default(Reply::json(
         200,
         json!({ "access_token": token, "expires_in": 3600 }),
@@ -78,6 +86,10 @@ async fn no_secret_appears_in_logs_error_bodies_failure_log_or_metrics() {
                     json!({ "list": "Operators", "subject": "s", "message": "m" }),
                 )
                 .await,
+        );
+        assert!(
+            !tokens.seen().is_empty(),
+            "the send went through OAuth2, so the client secret was used"
         );
     }
     let (_, sites) = plant.admin(reqwest::Method::GET, "/sites").await;

@@ -322,9 +322,15 @@ async fn alarm_on_trigger_runs_once_per_crossing() {
         stub.seen().len() == 1
     })
     .await;
+    // The site decides and counts a trigger inside the write, before it answers, so
+    // after these two writes the count is final: no window to wait out.
     set(97.0).await;
     set(99.0).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        plant.site_metric("plant-a", HIGH_TRIGGERED).await,
+        Some(1.0),
+        "no new trigger while it stays above"
+    );
     assert_eq!(stub.seen().len(), 1, "no new trigger while it stays above");
     set(50.0).await;
     set(91.0).await;
@@ -338,7 +344,14 @@ async fn alarm_on_trigger_runs_once_per_crossing() {
         stub.seen()[1].body,
         json!({ "tank": "High on T-1", "level": 91.0 })
     );
+    assert_eq!(
+        plant.site_metric("plant-a", HIGH_TRIGGERED).await,
+        Some(2.0)
+    );
 }
+
+/// The site's count of triggers of the test plants' `High` alarm.
+const HIGH_TRIGGERED: &str = "switchyard_alarms_triggered_total{alarm=\"High\"}";
 
 /// `[4.4-10]`: `Instance` reaches its own instance only — `CallScript` finds the own
 /// template's scripts, and no name reaches another instance.

@@ -7,6 +7,11 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
+/// How long the tests watch for an attempt that must not come: twice the `Stub` system's
+/// retry interval (1 s), so a retry still scheduled would land inside it. Nothing can
+/// announce an attempt that never happens, so this is a window, not a wait for an event.
+const NO_RETRY_WINDOW: Duration = Duration::from_secs(2);
+
 /// WP-13 test 1 (`[7.1-1]`, `[7.4-7-rt]`): an external system calls the Inbound API, the
 /// API script routes to an instance script at a site, the value flows back.
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +101,7 @@ async fn wp13_3_cached_call_buffers_a_transient_failure_and_delivers_it_on_retry
         plant.counts("plant-a").await == (0, 0)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(NO_RETRY_WINDOW).await;
     assert_eq!(stub.seen().len(), 4, "delivered once, then removed");
 }
 
@@ -281,7 +286,7 @@ async fn wp13_8_cached_call_4xx_is_an_error_to_the_script_and_nothing_is_buffere
     assert_eq!(r["error"]["class"], "permanent", "{r}");
     assert_eq!(r["error"]["status"], 422);
     assert_eq!(plant.counts("plant-a").await, (0, 0));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(NO_RETRY_WINDOW).await;
     assert_eq!(stub.seen().len(), 1, "no retry of a permanent failure");
 }
 

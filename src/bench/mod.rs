@@ -12,6 +12,7 @@
 pub mod echo;
 pub mod load;
 pub mod plant;
+pub mod plant_toml;
 pub mod suites;
 
 /// Latency and throughput of one measured run.

@@ -1,6 +1,7 @@
 //! A benchmark plant in a temporary directory: central and one site in this process,
 //! listening on loopback.
 
+use super::plant_toml::{PlantToml, list, param, table};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,63 +64,8 @@ pub async fn start(external: SocketAddr, pg_url: &str) -> BenchPlant {
         "scripts/ext_loop.rhai",
         "let i = 0; while i < params.n { ExternalSystem.Call(\"Local\", \"Post\", #{ tank: \"T-1\", level: 42.5 }); i += 1; } i",
     );
-    let config = format!(
-        r#"
-[central]
-listen = "127.0.0.1:{central_port}"
-script_threads = 4
-script_queue = 256
-
-[sites.bench]
-listen = "127.0.0.1:{site_port}"
-token = "bench-site-token"
-script_threads = 4
-min_free_disk = "1MiB"
-
-[api_keys.bench]
-hash = "{hash}"
-
-[api_methods.Validate3]
-script = "api/validate3.rhai"
-approved_keys = ["bench"]
-params = [ {{ name = "a", type = "String" }}, {{ name = "b", type = "Integer" }}, {{ name = "c", type = "Float" }} ]
-returns = "Object{{a: String, b: Integer, c: Float}}"
-
-[api_methods.GetAttributes]
-script = "api/attrs.rhai"
-approved_keys = ["bench"]
-returns = "Object{{Level: Float, Setpoint: Float, Name: String}}"
-
-[templates.Tank]
-attributes = {{ Level = "Float", Setpoint = "Float", Name = "String" }}
-scripts = {{ Echo = "scripts/echo.rhai", Ext = "scripts/ext.rhai", ExtLoop = "scripts/ext_loop.rhai" }}
-
-[instances.T-1]
-template = "Tank"
-site = "bench"
-values = {{ Level = 42.0, Setpoint = 50.0, Name = "North tank" }}
-
-[external_systems.Local]
-base_url = "http://{external}"
-timeout = "10s"
-[external_systems.Local.methods.Post]
-http_method = "POST"
-path = "/echo"
-params = [ {{ name = "tank", type = "String" }}, {{ name = "level", type = "Float" }} ]
-
-[databases.Historian]
-url = "sqlite://historian.db"
-max_connections = 4
-retry = {{ max_retries = 3, interval = "1s" }}
-
-[databases.Pg]
-url = "{pg_url}"
-max_connections = 16
-retry = {{ max_retries = 3, interval = "1s" }}
-"#,
-        hash = switchyard_layers::auth::hash_key(KEY),
-    );
-    write(dir.path(), "switchyard.toml", &config);
+    let config = config(central_port, site_port, external, pg_url);
+    write(dir.path(), "switchyard.toml", &config.to_string());
     let config =
         Config::load(&dir.path().join("switchyard.toml")).unwrap_or_else(|e| panic!("{e}"));
     let site = SiteNode::start(&config, "bench")
@@ -156,4 +102,89 @@ retry = {{ max_retries = 3, interval = "1s" }}
         central_addr,
         site,
     }
+}
+
+/// The benchmark plant's configuration: central, the site `bench` with the tank `T-1`,
+/// two API methods, the external system `Local` and two databases.
+fn config(central_port: u16, site_port: u16, external: SocketAddr, pg_url: &str) -> PlantToml {
+    let bench = || list(["bench"]);
+    let retry = || table([("max_retries", 3.into()), ("interval", "1s".into())]);
+    let mut c = PlantToml::default();
+    c.table("central")
+        .set("listen", format!("127.0.0.1:{central_port}"))
+        .set("script_threads", 4)
+        .set("script_queue", 256);
+    c.table("sites.bench")
+        .set("listen", format!("127.0.0.1:{site_port}"))
+        .set("token", "bench-site-token")
+        .set("script_threads", 4)
+        .set("min_free_disk", "1MiB");
+    c.table("api_keys.bench")
+        .set("hash", switchyard_layers::auth::hash_key(KEY));
+    c.table("api_methods.Validate3")
+        .set("script", "api/validate3.rhai")
+        .set("approved_keys", bench())
+        .set(
+            "params",
+            list([
+                param("a", "String", true),
+                param("b", "Integer", true),
+                param("c", "Float", true),
+            ]),
+        )
+        .set("returns", "Object{a: String, b: Integer, c: Float}");
+    c.table("api_methods.GetAttributes")
+        .set("script", "api/attrs.rhai")
+        .set("approved_keys", bench())
+        .set(
+            "returns",
+            "Object{Level: Float, Setpoint: Float, Name: String}",
+        );
+    c.table("templates.Tank")
+        .set(
+            "attributes",
+            table([
+                ("Level", "Float".into()),
+                ("Setpoint", "Float".into()),
+                ("Name", "String".into()),
+            ]),
+        )
+        .set(
+            "scripts",
+            table([
+                ("Echo", "scripts/echo.rhai".into()),
+                ("Ext", "scripts/ext.rhai".into()),
+                ("ExtLoop", "scripts/ext_loop.rhai".into()),
+            ]),
+        );
+    c.table("instances.T-1")
+        .set("template", "Tank")
+        .set("site", "bench")
+        .set(
+            "values",
+            table([
+                ("Level", 42.0.into()),
+                ("Setpoint", 50.0.into()),
+                ("Name", "North tank".into()),
+            ]),
+        );
+    c.table("external_systems.Local")
+        .set("base_url", format!("http://{external}"))
+        .set("timeout", "10s");
+    c.table("external_systems.Local.methods.Post")
+        .set("http_method", "POST")
+        .set("path", "/echo")
+        .set(
+            "params",
+            list([param("tank", "String", true), param("level", "Float", true)]),
+        );
+    c.table("databases.Historian")
+        .set("url", "sqlite://historian.db")
+        .set("max_connections", 4)
+        .set("retry", retry());
+    c.table("databases.Pg")
+        .set("url", pg_url)
+        .set("max_connections", 16)
+        .set("retry", retry());
+    c
 }

@@ -5,6 +5,10 @@
 
 #![allow(dead_code)]
 
+#[path = "../../src/bench/plant_toml.rs"]
+pub mod plant_toml;
+
+use plant_toml::{PlantToml, Toml, list, param, table};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -558,8 +562,250 @@ const PROBE: &[(&str, &str)] = &[
     ("Recurse", "fn down(n) { down(n + 1) } down(0)"),
 ];
 
+/// The configuration of the test plant: central, `plant-a` (T-1, T-2) and `plant-b` (P-1),
+/// the API methods, the `Probe` template with the `PROBE` scripts, and the peers' surfaces.
+fn plant_config(central_port: u16, a: u16, b: u16, closed: u16, peers: &Peers) -> PlantToml {
+    let run_params = || {
+        list([
+            param("instance", "String", true),
+            param("script", "String", true),
+            param("args", "Object", false),
+        ])
+    };
+    let retry = |max_retries: i32, interval: &str| {
+        table([
+            ("max_retries", max_retries.into()),
+            ("interval", interval.into()),
+        ])
+    };
+    let reading_params = || list([param("tank", "String", true), param("level", "Float", true)]);
+    let mut c = PlantToml::default();
+    c.table("central")
+        .set("listen", format!("127.0.0.1:{central_port}"))
+        .set("data_dir", "data/central")
+        .set("admin_token", ADMIN_TOKEN)
+        .set("script_threads", 4)
+        .set("site_connect_timeout", "1s");
+    c.table("sites.plant-a")
+        .set("listen", format!("127.0.0.1:{a}"))
+        .set("data_dir", "data/plant-a")
+        .set("token", SITE_TOKEN)
+        .set("script_threads", 4)
+        .set("script_timeout", "20s")
+        .set("min_free_disk", "1MiB");
+    c.table("sites.plant-b")
+        .set("listen", format!("127.0.0.1:{b}"))
+        .set("data_dir", "data/plant-b")
+        .set("token", SITE_TOKEN)
+        .set("script_timeout", "20s")
+        .set("min_free_disk", "1MiB");
+    c.table("api_keys.mes")
+        .set("hash", hash(KEY))
+        .set("enabled", true);
+    c.table("api_keys.other")
+        .set("hash", hash(OTHER_KEY))
+        .set("enabled", true);
+    let mes = || list(["mes"]);
+    c.table("api_methods.Run")
+        .set("script", "api/run.rhai")
+        .set("timeout", "20s")
+        .set("approved_keys", mes())
+        .set("params", run_params());
+    c.table("api_methods.Levels")
+        .set("script", "api/levels.rhai")
+        .set("timeout", "10s")
+        .set("approved_keys", mes())
+        .set("params", list([param("tanks", "List<String>", true)]))
+        .set(
+            "returns",
+            "List<Object{tank: String, level: Float, setpoint: Float}>",
+        );
+    c.table("api_methods.SetLevels")
+        .set("script", "api/set_levels.rhai")
+        .set("timeout", "10s")
+        .set("approved_keys", mes())
+        .set(
+            "params",
+            list([
+                param("tank", "String", true),
+                param("level", "Float", true),
+                param("setpoint", "Float", true),
+            ]),
+        )
+        .set("returns", "Object{tank: String}");
+    c.table("api_methods.Broken")
+        .set("script", "api/broken.rhai")
+        .set("approved_keys", mes());
+    c.table("api_methods.WrongReturn")
+        .set("script", "api/wrong_return.rhai")
+        .set("approved_keys", mes())
+        .set("returns", "Object{sum: Integer}");
+    c.table("api_methods.Typed")
+        .set("script", "api/typed.rhai")
+        .set("approved_keys", mes())
+        .set(
+            "params",
+            list([
+                param("n", "Integer", true),
+                param("items", "List<Object{qty: Integer}>", true),
+            ]),
+        )
+        .set("returns", "Object{sum: Integer}");
+    c.table("api_methods.CallShared")
+        .set("script", "api/shared.rhai")
+        .set("approved_keys", mes());
+    c.table("api_methods.CallSharedCaught")
+        .set("script", "api/shared_caught.rhai")
+        .set("approved_keys", mes());
+    c.table("api_methods.Spin")
+        .set("script", "api/spin.rhai")
+        .set("timeout", "1s")
+        .set("approved_keys", mes());
+    c.table("api_methods.SlowRoute")
+        .set("script", "api/run.rhai")
+        .set("timeout", "1500ms")
+        .set("approved_keys", mes())
+        .set("params", run_params());
+    c.table("templates.Probe")
+        .set(
+            "attributes",
+            table([("Level", "Float".into()), ("Setpoint", "Float".into())]),
+        )
+        .set(
+            "scripts",
+            Toml::Table(
+                PROBE
+                    .iter()
+                    .map(|(name, _)| (name.to_string(), format!("scripts/{name}.rhai").into()))
+                    .collect(),
+            ),
+        )
+        .set(
+            "alarms",
+            list([table([
+                ("name", "High".into()),
+                ("attribute", "Level".into()),
+                ("above", 90.0.into()),
+                ("on_trigger", "scripts/alarm.rhai".into()),
+            ])]),
+        );
+    for (code, site, level, setpoint) in [
+        ("T-1", "plant-a", 10.0, 50.0),
+        ("T-2", "plant-a", 20.0, 60.0),
+        ("P-1", "plant-b", 30.0, 70.0),
+    ] {
+        c.table(&format!("instances.{code}"))
+            .set("template", "Probe")
+            .set("site", site)
+            .set(
+                "values",
+                table([("Level", level.into()), ("Setpoint", setpoint.into())]),
+            );
+    }
+    c.table("shared_scripts")
+        .set("double", "scripts/shared/double.rhai");
+    let stub = &peers.stub;
+    c.table("external_systems.Stub")
+        .set("base_url", format!("http://{stub}/erp"))
+        .set(
+            "auth",
+            table([
+                ("type", "api_key".into()),
+                ("header", "X-API-Key".into()),
+                ("key", "stub-key-123".into()),
+            ]),
+        )
+        .set("timeout", "2s")
+        .set("retry", retry(3, "1s"));
+    c.table("external_systems.Stub.methods.GetOrder")
+        .set("http_method", "GET")
+        .set("path", "/orders")
+        .set("params", list([param("id", "Integer", true)]))
+        .set("returns", "Object{id: Integer, status: String}");
+    c.table("external_systems.Stub.methods.DeleteOrder")
+        .set("http_method", "DELETE")
+        .set("path", "/orders")
+        .set("params", list([param("id", "Integer", true)]));
+    c.table("external_systems.Stub.methods.PostReading")
+        .set("http_method", "POST")
+        .set("path", "/readings")
+        .set("params", reading_params());
+    c.table("external_systems.Stub.methods.PutOrder")
+        .set("http_method", "PUT")
+        .set("path", "/orders")
+        .set(
+            "params",
+            list([
+                param("id", "Integer", true),
+                param("status", "String", true),
+            ]),
+        );
+    c.table("external_systems.BasicStub")
+        .set("base_url", format!("http://{stub}/erp"))
+        .set(
+            "auth",
+            table([
+                ("type", "basic".into()),
+                ("username", "erp-user".into()),
+                ("password", "erp-pass-456".into()),
+            ]),
+        )
+        .set("timeout", "2s");
+    c.table("external_systems.BasicStub.methods.PostReading")
+        .set("http_method", "POST")
+        .set("path", "/readings")
+        .set("params", reading_params());
+    c.table("external_systems.Down")
+        .set("base_url", format!("http://127.0.0.1:{closed}/nothing"))
+        .set("timeout", "2s")
+        .set("retry", retry(2, "1s"));
+    c.table("external_systems.Down.methods.Ping")
+        .set("http_method", "POST")
+        .set("path", "/ping");
+    c.table("databases.Historian")
+        .set("url", "sqlite://data/historian.db")
+        .set("max_connections", 4);
+    c.table("databases.Pg")
+        .set(
+            "url",
+            format!("postgres://postgres@127.0.0.1:{}/test", peers.pg_port),
+        )
+        .set("max_connections", 4)
+        .set("timeout", "3s")
+        .set("retry", retry(30, "1s"));
+    c.table("databases.PgDown")
+        .set(
+            "url",
+            format!("postgres://postgres@127.0.0.1:{closed}/test"),
+        )
+        .set("timeout", "2s");
+    c.table("smtp")
+        .set("host", "127.0.0.1")
+        .set("port", peers.smtp_port)
+        .set("tls", "none")
+        .set("from", "scada@plant.example")
+        .set("auth", table([("type", "none".into())]))
+        .set("timeout", "5s")
+        .set("max_connections", 3)
+        .set("retry", retry(30, "1s"));
+    c.table("notification_lists.Operators").set(
+        "recipients",
+        list([
+            "ops1@plant.example",
+            "ops2@plant.example",
+            "ops1@plant.example",
+        ]),
+    );
+    c
+}
+
 impl TestPlant {
     pub fn new(peers: &Peers) -> TestPlant {
+        TestPlant::with_config(peers, |_| {})
+    }
+
+    /// A plant whose configuration `adjust` changes before it is written.
+    pub fn with_config(peers: &Peers, adjust: impl FnOnce(&mut PlantToml)) -> TestPlant {
         let slot = Slot::take();
         let dir = tempfile::tempdir().unwrap();
         let central_port = free_port();
@@ -625,189 +871,9 @@ impl TestPlant {
             "let t = timestamp(); while t.elapsed < 30 { } 1",
         );
         let (a, b) = (site_ports[0].1, site_ports[1].1);
-        let config = format!(
-            r#"
-[central]
-listen = "127.0.0.1:{central_port}"
-data_dir = "data/central"
-admin_token = "{ADMIN_TOKEN}"
-script_threads = 4
-site_connect_timeout = "1s"
-
-[sites.plant-a]
-listen = "127.0.0.1:{a}"
-data_dir = "data/plant-a"
-token = "{SITE_TOKEN}"
-script_threads = 4
-script_timeout = "20s"
-min_free_disk = "1MiB"
-
-[sites.plant-b]
-listen = "127.0.0.1:{b}"
-data_dir = "data/plant-b"
-token = "{SITE_TOKEN}"
-script_timeout = "20s"
-min_free_disk = "1MiB"
-
-[api_keys.mes]
-hash = "{mes}"
-enabled = true
-
-[api_keys.other]
-hash = "{other}"
-enabled = true
-
-[api_methods.Run]
-script = "api/run.rhai"
-timeout = "20s"
-approved_keys = ["mes"]
-params = [ {{ name = "instance", type = "String" }}, {{ name = "script", type = "String" }}, {{ name = "args", type = "Object", required = false }} ]
-
-[api_methods.Levels]
-script = "api/levels.rhai"
-timeout = "10s"
-approved_keys = ["mes"]
-params = [ {{ name = "tanks", type = "List<String>" }} ]
-returns = "List<Object{{tank: String, level: Float, setpoint: Float}}>"
-
-[api_methods.SetLevels]
-script = "api/set_levels.rhai"
-timeout = "10s"
-approved_keys = ["mes"]
-params = [ {{ name = "tank", type = "String" }}, {{ name = "level", type = "Float" }}, {{ name = "setpoint", type = "Float" }} ]
-returns = "Object{{tank: String}}"
-
-[api_methods.Broken]
-script = "api/broken.rhai"
-approved_keys = ["mes"]
-
-[api_methods.WrongReturn]
-script = "api/wrong_return.rhai"
-approved_keys = ["mes"]
-returns = "Object{{sum: Integer}}"
-
-[api_methods.Typed]
-script = "api/typed.rhai"
-approved_keys = ["mes"]
-params = [ {{ name = "n", type = "Integer" }}, {{ name = "items", type = "List<Object{{qty: Integer}}>" }} ]
-returns = "Object{{sum: Integer}}"
-
-[api_methods.CallShared]
-script = "api/shared.rhai"
-approved_keys = ["mes"]
-
-[api_methods.CallSharedCaught]
-script = "api/shared_caught.rhai"
-approved_keys = ["mes"]
-
-[api_methods.Spin]
-script = "api/spin.rhai"
-timeout = "1s"
-approved_keys = ["mes"]
-
-[api_methods.SlowRoute]
-script = "api/run.rhai"
-timeout = "1500ms"
-approved_keys = ["mes"]
-params = [ {{ name = "instance", type = "String" }}, {{ name = "script", type = "String" }}, {{ name = "args", type = "Object", required = false }} ]
-
-[templates.Probe]
-attributes = {{ Level = "Float", Setpoint = "Float" }}
-scripts = {{ {scripts} }}
-alarms = [ {{ name = "High", attribute = "Level", above = 90.0, on_trigger = "scripts/alarm.rhai" }} ]
-
-[instances.T-1]
-template = "Probe"
-site = "plant-a"
-values = {{ Level = 10.0, Setpoint = 50.0 }}
-
-[instances.T-2]
-template = "Probe"
-site = "plant-a"
-values = {{ Level = 20.0, Setpoint = 60.0 }}
-
-[instances.P-1]
-template = "Probe"
-site = "plant-b"
-values = {{ Level = 30.0, Setpoint = 70.0 }}
-
-[shared_scripts]
-double = "scripts/shared/double.rhai"
-
-[external_systems.Stub]
-base_url = "http://{stub}/erp"
-auth = {{ type = "api_key", header = "X-API-Key", key = "stub-key-123" }}
-timeout = "2s"
-retry = {{ max_retries = 3, interval = "1s" }}
-[external_systems.Stub.methods.GetOrder]
-http_method = "GET"
-path = "/orders"
-params = [ {{ name = "id", type = "Integer" }} ]
-returns = "Object{{id: Integer, status: String}}"
-[external_systems.Stub.methods.DeleteOrder]
-http_method = "DELETE"
-path = "/orders"
-params = [ {{ name = "id", type = "Integer" }} ]
-[external_systems.Stub.methods.PostReading]
-http_method = "POST"
-path = "/readings"
-params = [ {{ name = "tank", type = "String" }}, {{ name = "level", type = "Float" }} ]
-[external_systems.Stub.methods.PutOrder]
-http_method = "PUT"
-path = "/orders"
-params = [ {{ name = "id", type = "Integer" }}, {{ name = "status", type = "String" }} ]
-
-[external_systems.BasicStub]
-base_url = "http://{stub}/erp"
-auth = {{ type = "basic", username = "erp-user", password = "erp-pass-456" }}
-timeout = "2s"
-[external_systems.BasicStub.methods.PostReading]
-http_method = "POST"
-path = "/readings"
-params = [ {{ name = "tank", type = "String" }}, {{ name = "level", type = "Float" }} ]
-
-[external_systems.Down]
-base_url = "http://127.0.0.1:{closed}/nothing"
-timeout = "2s"
-retry = {{ max_retries = 2, interval = "1s" }}
-[external_systems.Down.methods.Ping]
-http_method = "POST"
-path = "/ping"
-
-[databases.Historian]
-url = "sqlite://data/historian.db"
-max_connections = 4
-
-[databases.Pg]
-url = "postgres://postgres@127.0.0.1:{pg}/test"
-max_connections = 4
-timeout = "3s"
-retry = {{ max_retries = 30, interval = "1s" }}
-
-[databases.PgDown]
-url = "postgres://postgres@127.0.0.1:{closed}/test"
-timeout = "2s"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-from = "scada@plant.example"
-auth = {{ type = "none" }}
-timeout = "5s"
-max_connections = 3
-retry = {{ max_retries = 30, interval = "1s" }}
-
-[notification_lists.Operators]
-recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
-"#,
-            mes = hash(KEY),
-            other = hash(OTHER_KEY),
-            stub = peers.stub,
-            pg = peers.pg_port,
-            smtp = peers.smtp_port,
-        );
-        write(dir.path(), "switchyard.toml", &config);
+        let mut config = plant_config(central_port, a, b, closed, peers);
+        adjust(&mut config);
+        write(dir.path(), "switchyard.toml", &config.to_string());
         let config = dir.path().join("switchyard.toml");
         TestPlant {
             dir,
@@ -884,11 +950,18 @@ recipients = ["ops1@plant.example", "ops2@plant.example", "ops1@plant.example"]
     /// A gauge from the site's `/metrics` for the site's own pool
     /// (`{name}{pool="site-{site}"}`); `None` while the site does not answer.
     pub async fn site_pool_gauge(&self, site: &str, name: &str) -> Option<f64> {
+        self.site_metric(site, &format!("{name}{{pool=\"site-{site}\"}}"))
+            .await
+    }
+
+    /// The value of one series (name and labels, as exposed) from the site's `/metrics`;
+    /// `None` while the site does not answer or has not recorded the series.
+    pub async fn site_metric(&self, site: &str, series: &str) -> Option<f64> {
         let url = format!("http://127.0.0.1:{}/metrics", self.site_port(site));
         let text = http().get(url).send().await.ok()?.text().await.ok()?;
-        let series = format!("{name}{{pool=\"site-{site}\"}} ");
+        let prefix = format!("{series} ");
         text.lines()
-            .find_map(|l| l.strip_prefix(&series))
+            .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.trim().parse().ok())
     }
 

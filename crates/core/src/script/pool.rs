@@ -253,7 +253,20 @@ fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
+
+    /// Polls `done` every millisecond; panics if it is not true `within`.
+    async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < within, "not within {within:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A generous bound for what happens at once: a thread taking a job, a 20 ms
+    /// deadline passing. Only a broken pool (or a frozen machine) reaches it.
+    const PROMPTLY: Duration = Duration::from_secs(5);
 
     #[tokio::test]
     async fn expired_jobs_are_dropped_and_the_internal_queue_is_bounded() {
@@ -265,23 +278,28 @@ mod tests {
                 g.wait();
             })
             .unwrap();
-        while pool.busy() == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for("the job occupies the only thread", PROMPTLY, || {
+            pool.busy() > 0
+        })
+        .await;
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
+        let short = Deadline::after(Duration::from_millis(20));
         let late = pool
-            .submit(Deadline::after(Duration::from_millis(20)), move || {
+            .submit(short, move || {
                 r.fetch_add(1, Ordering::SeqCst);
             })
             .unwrap();
         // Fill the internal queue while the only thread is busy: the one past the
         // bound is refused.
         for _ in 0..INTERNAL_QUEUE {
-            assert!(pool.spawn_internal(Deadline::after(Duration::from_millis(20)), || {}));
+            assert!(pool.spawn_internal(short, || {}));
         }
         assert!(!pool.spawn_internal(Deadline::after(Duration::from_secs(5)), || {}));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        wait_for("the queued jobs' deadline has passed", PROMPTLY, || {
+            short.is_expired()
+        })
+        .await;
         gate.wait();
         busy.await.unwrap();
         assert_eq!(late.await, Err(PoolClosed), "dropped, never run");
@@ -304,10 +322,10 @@ mod tests {
                 std::thread::current().name().map(str::to_string)
             })
             .unwrap();
-        // Wait until the first job occupies the only thread.
-        while pool.busy() == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for("the first job occupies the only thread", PROMPTLY, || {
+            pool.busy() > 0
+        })
+        .await;
         let second = pool
             .submit(Deadline::after(Duration::from_secs(5)), || 2)
             .unwrap();
@@ -334,8 +352,14 @@ mod tests {
                 counter.fetch_add(1, Ordering::SeqCst);
             }),
         );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(ran.load(Ordering::SeqCst) >= 2, "the hook ran while idle");
+        // Two idle periods of 20 ms take 40 ms; the bound leaves room for a loaded machine
+        // but not for a hook that waits much longer than it was told to.
+        wait_for(
+            "the hook ran twice while idle",
+            Duration::from_millis(150),
+            || ran.load(Ordering::SeqCst) >= 2,
+        )
+        .await;
         let job = pool.submit(Deadline::after(Duration::from_secs(5)), || 7);
         assert_eq!(job.unwrap().await.unwrap(), 7);
     }

@@ -90,46 +90,60 @@ mod tests {
     use switchyard_core::script::{block_on_here, tidy_thread};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// What the test server has done so far.
+    #[derive(Default)]
+    struct Counts {
+        /// Connections accepted.
+        accepted: AtomicUsize,
+        /// Connections the server has closed.
+        closed: AtomicUsize,
+    }
+
     /// A server that keeps each connection open for `idle` after its last answer and
     /// then closes it, as a server with a keep-alive timeout does.
     fn short_keep_alive_server(
         idle: Duration,
-    ) -> (
-        tokio::runtime::Runtime,
-        std::net::SocketAddr,
-        Arc<AtomicUsize>,
-    ) {
+    ) -> (tokio::runtime::Runtime, std::net::SocketAddr, Arc<Counts>) {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
+        let counts = Arc::new(Counts::default());
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let count = accepted.clone();
+        let server_counts = counts.clone();
         rt.spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
+                server_counts.accepted.fetch_add(1, Ordering::SeqCst);
+                let counts = server_counts.clone();
                 tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    loop {
-                        // One request (GETs without a body), then the answer.
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match tokio::time::timeout(idle, socket.read(&mut buf)).await {
-                                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
-                                _ => return,
-                            }
-                        }
-                        seen.clear();
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
-                        if socket.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
+                    answer_until_idle(&mut socket, idle).await;
+                    drop(socket);
+                    counts.closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
-        (rt, addr, accepted)
+        (rt, addr, counts)
+    }
+
+    /// Answers requests on `socket` until it stays quiet for `idle` or the peer leaves.
+    async fn answer_until_idle(socket: &mut tokio::net::TcpStream, idle: Duration) {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            // One request (GETs without a body), then the answer.
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout(idle, socket.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            seen.clear();
+            let answer =
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
+            if socket.write_all(answer).await.is_err() {
+                return;
+            }
+        }
     }
 
     fn get(addr: std::net::SocketAddr) -> http::Request<Bytes> {
@@ -138,28 +152,41 @@ mod tests {
             .unwrap()
     }
 
+    /// How long the thread stays away between calls while the server keeps connections
+    /// for 30 s: long enough that the pooled connection really sits idle (this thread's
+    /// runtime is not running), far inside the server's keep-alive. A pause, not a wait.
+    const BETWEEN_CALLS: Duration = Duration::from_millis(50);
+
     #[test]
     fn a_script_thread_does_not_reuse_a_connection_the_server_closed_while_it_was_idle() {
-        let (_server, addr, accepted) = short_keep_alive_server(Duration::from_millis(50));
+        let (_server, addr, counts) = short_keep_alive_server(Duration::from_millis(50));
         let mut transport = Reqwest::new(Duration::from_secs(2));
+        let server = counts.clone();
         std::thread::spawn(move || {
-            for _ in 0..3 {
+            for call in 1..=3 {
                 let response = block_on_here(transport.call(get(addr)))
                     .unwrap_or_else(|_| panic!("a plain thread has its own runtime"))
                     .expect("the call succeeds on a fresh connection");
                 assert_eq!(response.status(), 200);
                 // The server closes the connection while this thread does something else.
-                std::thread::sleep(Duration::from_millis(300));
+                let start = std::time::Instant::now();
+                while server.closed.load(Ordering::SeqCst) < call {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "the server did not close connection {call}"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
         })
         .join()
         .unwrap();
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(counts.accepted.load(Ordering::SeqCst), 3);
     }
 
     #[test]
     fn a_script_thread_reuses_its_connection_while_the_server_keeps_it() {
-        let (_server, addr, accepted) = short_keep_alive_server(Duration::from_secs(30));
+        let (_server, addr, counts) = short_keep_alive_server(Duration::from_secs(30));
         let mut transport = Reqwest::new(Duration::from_secs(2));
         std::thread::spawn(move || {
             for _ in 0..3 {
@@ -168,11 +195,11 @@ mod tests {
                     .expect("the call succeeds");
                 assert_eq!(response.status(), 200);
                 tidy_thread();
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(BETWEEN_CALLS);
             }
         })
         .join()
         .unwrap();
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.accepted.load(Ordering::SeqCst), 1);
     }
 }
