@@ -21,8 +21,8 @@ use switchyard_core::protocol::{
 };
 use switchyard_core::script::PerThreadClient;
 use switchyard_core::{BoxError, Deadline, Failure};
-use switchyard_layers::classify::{Classify, ClassifyLayer};
-use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
+use switchyard_layers::classify::{Classify, ClassifyFailures, ClassifyLayer};
+use switchyard_layers::deadline::{EnforceDeadline, EnforceDeadlineLayer, HasDeadline};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Where each site is and how to prove we are central.
@@ -270,7 +270,8 @@ impl Classify<SiteResponse> for SiteStatus {
 /// Central's client of every site.
 #[derive(Debug, Clone)]
 pub struct SiteClient {
-    transport: SiteTransport,
+    /// classify → deadline → transport, built once per client (per registry).
+    stack: ClassifyFailures<EnforceDeadline<SiteTransport>, SiteStatus>,
     directory: Arc<SiteDirectory>,
 }
 
@@ -295,13 +296,17 @@ impl SiteClient {
                 reqwest::Client::new()
             })
         });
-        SiteClient {
-            transport: SiteTransport {
-                http,
-                directory: directory.clone(),
-            },
-            directory,
-        }
+        let transport = SiteTransport {
+            http,
+            directory: directory.clone(),
+        };
+        let stack = ServiceBuilder::new()
+            // Every failure leaves as a classified Failure (SITE_UNREACHABLE, TIMEOUT, or the site's own).
+            .layer(ClassifyLayer::new(SiteStatus))
+            // The caller's remaining budget bounds the whole exchange.
+            .layer(EnforceDeadlineLayer::new(None))
+            .service(transport);
+        SiteClient { stack, directory }
     }
 
     /// The directory this client routes with.
@@ -326,16 +331,12 @@ impl SiteClient {
             deadline,
             timeout,
         };
-        let stack = ServiceBuilder::new()
-            // Every failure leaves as a classified Failure (SITE_UNREACHABLE, TIMEOUT, or the site's own).
-            .layer(ClassifyLayer::new(SiteStatus))
-            // The caller's remaining budget bounds the whole exchange.
-            .layer(EnforceDeadlineLayer::new(None))
-            .service(self.transport.clone());
-        let response = stack
-            .oneshot(request)
-            .await
-            .map_err(|e| switchyard_layers::classify::failure_of(&*e))?;
+        let mut stack = self.stack.clone();
+        let response = match stack.ready().await {
+            Ok(ready) => ready.call(request).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| switchyard_layers::classify::failure_of(&*e))?;
         serde_json::from_slice(&response.body).map_err(|e| {
             Failure::permanent(
                 codes::BAD_RESPONSE,
