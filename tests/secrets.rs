@@ -3,6 +3,9 @@
 
 mod common;
 
+/// How long the processes get to finish logging before their logs are searched.
+const LOGS_SETTLE: Duration = Duration::from_secs(2);
+
 use common::plant_toml::table;
 use common::*;
 use serde_json::json;
@@ -103,7 +106,10 @@ async fn no_secret_appears_in_logs_error_bodies_failure_log_or_metrics() {
             .await
             .1,
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Give the processes time to write what they log about the failures above (retries,
+    // the unreachable site): the check below reads their logs, and a line written after
+    // it would go unchecked.
+    tokio::time::sleep(LOGS_SETTLE).await;
 
     let mut haystack = String::new();
     for b in &bodies {

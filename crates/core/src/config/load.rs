@@ -1156,6 +1156,23 @@ x = 1
         assert!(config.warnings[0].message.contains("sites.s.token"));
     }
 
+    /// SPEC §5 / `[6.4-4]`: without `timeout` and `max_connections`, SMTP uses 30 s and
+    /// 5 sessions (and STARTTLS on 587).
+    #[test]
+    fn smtp_defaults_are_thirty_seconds_and_five_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            "[smtp]\nhost = \"mail.example\"\nfrom = \"a@b.example\"\n",
+            &dir.path().join("c.toml"),
+        )
+        .unwrap();
+        let smtp = config.smtp.unwrap();
+        assert_eq!(
+            (smtp.timeout, smtp.max_connections, smtp.tls, smtp.port),
+            (Duration::from_secs(30), 5, TlsMode::Starttls, 587)
+        );
+    }
+
     #[test]
     fn smtp_credentials_without_tls_are_warned_about() {
         let dir = tempfile::tempdir().unwrap();
