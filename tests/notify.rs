@@ -189,15 +189,7 @@ async fn smtp_basic_auth_plain_and_login_and_a_refused_password() {
 /// cuts the attempt, which is transient — the e-mail is buffered, not lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_smtp_server_is_transient_and_the_email_is_buffered() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            keep.lock().unwrap().push(stream);
-        }
-    });
+    let (port, held) = stalled_listener(0);
     let mut plant = TestPlant::new(&Peers::default());
     set_smtp(
         &plant,

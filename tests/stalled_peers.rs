@@ -8,29 +8,14 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A listener that accepts every connection and holds it without a byte.
-fn stalled_listener() -> (u16, Arc<Mutex<Vec<std::net::TcpStream>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            keep.lock().unwrap().push(stream);
-        }
-    });
-    (port, held)
-}
 
 /// `Database.CachedWrite` to a stalled database is buffered at the connection's
 /// timeout (3 s for `Pg` in the test plant); `Database.Connection(…).Query` gets a
 /// transient error the script can catch.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_database_buffers_cached_writes_and_fails_connections_cleanly() {
-    let (port, held) = stalled_listener();
+    let (port, held) = stalled_listener(0);
     let mut plant = TestPlant::new(&Peers {
         pg_port: port,
         ..Peers::default()
@@ -85,14 +70,7 @@ async fn a_stalled_database_buffers_cached_writes_and_fails_connections_cleanly(
 async fn route_to_a_stalled_site_ends_at_the_method_deadline() {
     let mut plant = TestPlant::new(&Peers::default());
     // plant-b's node accepts and never answers (its process is not started).
-    let listener = std::net::TcpListener::bind(("127.0.0.1", plant.site_port("plant-b"))).unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            keep.lock().unwrap().push(stream);
-        }
-    });
+    let (_, _held) = stalled_listener(plant.site_port("plant-b"));
     plant.start_site("plant-a");
     plant.start_central();
     plant.wait_deployed("plant-a").await;

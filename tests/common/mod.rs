@@ -1048,3 +1048,18 @@ impl TestPlant {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// A peer that accepts every connection on `port` (0 = any) and never sends a byte —
+/// the stall a timeout exists for. Returns the port and the connections it holds.
+pub fn stalled_listener(port: u16) -> (u16, Arc<Mutex<Vec<std::net::TcpStream>>>) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    (port, held)
+}
