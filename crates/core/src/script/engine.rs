@@ -27,6 +27,11 @@ pub struct ScriptLimits {
     pub max_variables: usize,
     /// Expression nesting (statements, function bodies).
     pub max_expr_depth: (usize, usize),
+    /// Bytes a run may allocate on its thread (net of what it frees) before it is stopped
+    /// — a bound on what rhai's own limits do not count (map keys, many containers).
+    /// Enforced where the process installed an allocation probe
+    /// ([`install_allocation_probe`]; the `switchyard` binary does).
+    pub max_memory: usize,
 }
 
 impl Default for ScriptLimits {
@@ -39,13 +44,31 @@ impl Default for ScriptLimits {
             max_map_size: 50_000,
             max_variables: 1_000,
             max_expr_depth: (64, 32),
+            max_memory: 256 << 20,
         }
     }
 }
 
+/// Reads the bytes the current thread has allocated, net of what it freed.
+pub type AllocationProbe = fn() -> isize;
+
+static ALLOCATION_PROBE: OnceLock<AllocationProbe> = OnceLock::new();
+
+/// Installs the process's allocation probe (a counting global allocator): from then on
+/// a script run is stopped when it grows its thread's memory by more than
+/// [`ScriptLimits::max_memory`]. Without one, that limit is not enforced.
+pub fn install_allocation_probe(probe: AllocationProbe) {
+    let _ = ALLOCATION_PROBE.set(probe);
+}
+
+/// The token a run is terminated with when it passes its memory budget.
+pub(super) const MEMORY_TOKEN: &str = "memory";
+
 thread_local! {
     /// Deadline of the script run on this thread (set by the pool around each job).
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The thread's net allocation when the current run started.
+    static MEMORY_BASE: Cell<Option<isize>> = const { Cell::new(None) };
     /// Script-to-script calls (Shared.Call, CallScript) in progress on this thread.
     static NESTING: Cell<usize> = const { Cell::new(0) };
 }
@@ -54,8 +77,20 @@ thread_local! {
 /// native stack).
 const MAX_NESTED_SCRIPTS: usize = 16;
 
+/// Starts (`Some`) or ends (`None`) a run on this thread: its deadline, and the base of
+/// its memory budget.
 pub(super) fn set_deadline(deadline: Option<Instant>) {
     DEADLINE.with(|d| d.set(deadline));
+    let base = deadline.and(ALLOCATION_PROBE.get().map(|probe| probe()));
+    MEMORY_BASE.with(|b| b.set(base));
+}
+
+/// Whether the run on this thread grew its memory past `limit`.
+fn over_memory(limit: usize) -> bool {
+    match (MEMORY_BASE.with(Cell::get), ALLOCATION_PROBE.get()) {
+        (Some(base), Some(probe)) => probe().saturating_sub(base) > limit as isize,
+        _ => false,
+    }
 }
 
 /// The deadline of the script running on this thread, if any: native functions cap
@@ -109,7 +144,12 @@ pub fn new_engine(limits: &ScriptLimits, register: impl FnOnce(&mut Engine)) -> 
     // No dynamic code and no file imports: shared code is reached with Shared.Call.
     engine.disable_symbol("eval");
     engine.disable_symbol("import");
-    engine.on_progress(|operations| {
+    let max_memory = limits.max_memory;
+    engine.on_progress(move |operations| {
+        // Every operation: one operation can add a whole string (a map key) to memory.
+        if over_memory(max_memory) {
+            return Some(Dynamic::from(MEMORY_TOKEN));
+        }
         if operations % 1024 != 0 {
             return None;
         }
@@ -266,6 +306,42 @@ mod tests {
         set_deadline(Some(Instant::now() + Duration::from_secs(5)));
         assert_eq!(engine.eval_ast::<rhai::INT>(&ast).unwrap(), 7);
         set_deadline(None);
+    }
+
+    thread_local! {
+        /// A stand-in for the counting allocator: what the script "allocated".
+        static FAKE_NET: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn fake_net() -> isize {
+        FAKE_NET.with(Cell::get)
+    }
+
+    #[test]
+    fn a_run_that_outgrows_its_memory_budget_is_stopped() {
+        install_allocation_probe(fake_net);
+        let limits = ScriptLimits {
+            max_memory: 1_000,
+            ..ScriptLimits::default()
+        };
+        let engine = new_engine(&limits, |e| {
+            e.register_fn("grow", |n: rhai::INT| {
+                FAKE_NET.with(|net| net.set(net.get() + n as isize))
+            });
+        });
+        let within = compile(&engine, &source("grow(600); grow(300); 1")).unwrap();
+        set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(engine.eval_ast::<rhai::INT>(&within).unwrap(), 1);
+        set_deadline(None);
+        let over = compile(&engine, &source("grow(600); grow(600); 1")).unwrap();
+        set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        let err = engine.eval_ast::<Dynamic>(&over).unwrap_err();
+        set_deadline(None);
+        let error = super::super::ScriptError::from_eval(&err, Duration::from_secs(5));
+        assert!(
+            matches!(&error, super::super::ScriptError::Limit { message } if message.contains("more memory")),
+            "{error}"
+        );
     }
 
     #[test]

@@ -62,6 +62,16 @@ impl ScriptError {
     /// Classifies an uncaught rhai error. `budget` is reported for timeouts.
     pub fn from_eval(err: &EvalAltResult, budget: Duration) -> ScriptError {
         match err {
+            EvalAltResult::ErrorTerminated(token, _)
+                if token.clone().into_string().ok().as_deref()
+                    == Some(super::engine::MEMORY_TOKEN) =>
+            {
+                ScriptError::Limit {
+                    message:
+                        "the script used more memory than a run may (ScriptLimits::max_memory)"
+                            .into(),
+                }
+            }
             EvalAltResult::ErrorTerminated(..) => ScriptError::Timeout { budget },
             EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
             | EvalAltResult::ErrorInModule(_, inner, _) => {

@@ -33,7 +33,10 @@ mod thread_io;
 
 pub use connection::{ConnectionApi, ConnectionTracker, sql_params};
 pub use convert::{MAX_VALUE_DEPTH, failure_error, failure_map, from_dynamic, to_dynamic};
-pub use engine::{ScriptLimits, compile, current_deadline, enter_nested_call, new_engine};
+pub use engine::{
+    AllocationProbe, ScriptLimits, compile, current_deadline, enter_nested_call,
+    install_allocation_probe, new_engine,
+};
 pub use error::{CompileError, ScriptError};
 pub use log::LogApi;
 pub use pool::{INTERNAL_QUEUE, IdleHook, Overloaded, PoolClosed, ScriptPool};
