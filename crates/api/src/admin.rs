@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::error::codes;
 
 pub(crate) fn router(central: Arc<Central>) -> Router<Arc<Central>> {
     Router::new()
@@ -40,7 +41,7 @@ async fn require_admin(
     let Some(expected) = token.as_ref() else {
         return error_body(
             StatusCode::FORBIDDEN,
-            "ADMIN_DISABLED",
+            codes::ADMIN_DISABLED,
             "admin endpoints are disabled: set central.admin_token",
             None,
         );
@@ -50,7 +51,7 @@ async fn require_admin(
     } else {
         error_body(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            codes::UNAUTHORIZED,
             "missing or wrong admin token",
             None,
         )
@@ -63,7 +64,7 @@ async fn reload(State(central): State<Arc<Central>>) -> Response {
             .into_response(),
         Err(e) => error_body(
             StatusCode::BAD_REQUEST,
-            "CONFIG_INVALID",
+            codes::CONFIG_INVALID,
             &e.to_string(),
             None,
         ),
@@ -78,20 +79,20 @@ struct SinceQuery {
 async fn failures(State(central): State<Arc<Central>>, Query(q): Query<SinceQuery>) -> Response {
     let since = match q.since.as_deref().map(parse_since).transpose() {
         Ok(s) => s,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, "BAD_REQUEST", &e, None),
+        Err(e) => return error_body(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &e, None),
     };
     let path = central.failure_log().path().to_path_buf();
     match tokio::task::spawn_blocking(move || FailureLog::read(&path, since)).await {
         Ok(Ok(records)) => axum::Json(records).into_response(),
         Ok(Err(e)) => error_body(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            codes::INTERNAL,
             &e.to_string(),
             None,
         ),
         Err(e) => error_body(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            codes::INTERNAL,
             &e.to_string(),
             None,
         ),
@@ -133,7 +134,7 @@ async fn parked_action(
     if action != "retry" && action != "discard" {
         return error_body(
             StatusCode::NOT_FOUND,
-            "NOT_FOUND",
+            codes::NOT_FOUND,
             "use …/retry or …/discard",
             None,
         );

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 use std::sync::Arc;
+use switchyard_core::error::codes;
 use switchyard_layers::auth::KeyStore;
 
 /// The whole router (tests drive it with `oneshot`).
@@ -28,7 +29,12 @@ pub fn app(central: Arc<Central>) -> Router {
         .route("/openapi.json", get(openapi))
         .nest("/admin", admin::router(central.clone()))
         .fallback(|| async {
-            error_body(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint", None)
+            error_body(
+                StatusCode::NOT_FOUND,
+                codes::NOT_FOUND,
+                "no such endpoint",
+                None,
+            )
         })
         .with_state(central)
 }
@@ -59,7 +65,7 @@ async fn ready(State(central): State<Arc<Central>>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "standby", "code": "NOT_ACTIVE" })),
+            axum::Json(json!({ "status": "standby", "code": codes::NOT_ACTIVE })),
         )
             .into_response()
     }
@@ -92,7 +98,7 @@ async fn openapi(State(central): State<Arc<Central>>, request: Request) -> Respo
         }
         None => error_body(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            codes::UNAUTHORIZED,
             "missing, unknown or disabled API key",
             None,
         ),

@@ -63,6 +63,40 @@ pub mod codes {
     pub const OVERLOADED: &str = "OVERLOADED";
     /// An operation that is not allowed where it was called.
     pub const NOT_ALLOWED: &str = "NOT_ALLOWED";
+
+    // The HTTP error contract (SPEC §3 and the cluster/admin endpoints): the `code` of
+    // an `{error, code}` body.
+
+    /// Missing, unknown or disabled API key; missing or wrong bearer token (401).
+    pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+    /// No such API method (404).
+    pub const METHOD_NOT_FOUND: &str = "METHOD_NOT_FOUND";
+    /// The key is not approved for the method (403).
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// Anything but POST on `/api/…` (405).
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// The body is over `max_body` (413).
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// The body is not JSON (415).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    /// The body is not a JSON object (400).
+    pub const BAD_JSON: &str = "BAD_JSON";
+    /// The body did not arrive in time (408).
+    pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+    /// A request to an operator or cluster endpoint is malformed (400).
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    /// This node is on standby (503).
+    pub const NOT_ACTIVE: &str = "NOT_ACTIVE";
+    /// `/admin/*` without `central.admin_token` configured (403).
+    pub const ADMIN_DISABLED: &str = "ADMIN_DISABLED";
+    /// A reload found an invalid configuration (400).
+    pub const CONFIG_INVALID: &str = "CONFIG_INVALID";
+    /// A site has no deployment yet (503).
+    pub const NO_DEPLOYMENT: &str = "NO_DEPLOYMENT";
+    /// A deployment did not compile (422).
+    pub const DEPLOYMENT_REJECTED: &str = "DEPLOYMENT_REJECTED";
+    /// Something on this node failed (500).
+    pub const INTERNAL: &str = "INTERNAL";
 }
 
 /// A classified failure of an outbound call.

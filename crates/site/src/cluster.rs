@@ -49,7 +49,7 @@ pub fn router(node: Arc<SiteNode>) -> Router {
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "NOT_FOUND",
+                codes::NOT_FOUND,
                 "no such cluster endpoint",
                 None,
             )
@@ -66,7 +66,7 @@ async fn require_token(
         true => next.run(request).await,
         false => error(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            codes::UNAUTHORIZED,
             "missing or wrong site token",
             None,
         ),
@@ -127,7 +127,7 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
-            "BAD_JSON",
+            codes::BAD_JSON,
             format!("invalid request body: {e}"),
             Some(FailureClass::Permanent),
         )
@@ -143,14 +143,14 @@ fn deadline(headers: &HeaderMap) -> Result<Option<Deadline>, Response> {
         None => Ok(None),
         Some(value) => Deadline::from_header_value(value)
             .map(Some)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None)),
+            .map_err(|e| error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e, None)),
     }
 }
 
 fn no_deployment(node: &SiteNode) -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
-        "NO_DEPLOYMENT",
+        codes::NO_DEPLOYMENT,
         format!("site {} has no deployment yet", node.name),
         Some(FailureClass::Transient),
     )
@@ -172,7 +172,7 @@ async fn deploy(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
             tracing::error!(site = %node.name, errors = %message, "deployment rejected; the previous one stays active");
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "DEPLOYMENT_REJECTED",
+                codes::DEPLOYMENT_REJECTED,
                 message,
                 Some(FailureClass::Permanent),
             )
@@ -236,7 +236,7 @@ async fn set_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Respo
         Ok(Err(f)) => failure_response(&f),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            codes::INTERNAL,
             e.to_string(),
             None,
         ),
@@ -303,7 +303,7 @@ async fn list_parked(State(node): State<Arc<SiteNode>>, Query(page): Query<PageQ
         .transpose()
     {
         Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
+        Err(e) => return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e, None),
     };
     let limit = page.limit.unwrap_or(50).clamp(1, 1000);
     let outbox = node.outbox().clone();
@@ -321,7 +321,7 @@ async fn list_parked(State(node): State<Arc<SiteNode>>, Query(page): Query<PageQ
         ),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            codes::INTERNAL,
             e.to_string(),
             None,
         ),
@@ -350,7 +350,7 @@ fn outbox_result(result: Result<(), OutboxError>, id: MessageId, action: &str) -
 async fn retry_parked(State(node): State<Arc<SiteNode>>, Path(id): Path<String>) -> Response {
     let id = match id.parse::<MessageId>() {
         Ok(id) => id,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
+        Err(e) => return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e, None),
     };
     outbox_result(node.outbox().retry_parked(id).await, id, "retried")
 }
@@ -358,7 +358,7 @@ async fn retry_parked(State(node): State<Arc<SiteNode>>, Path(id): Path<String>)
 async fn discard_parked(State(node): State<Arc<SiteNode>>, Path(id): Path<String>) -> Response {
     let id = match id.parse::<MessageId>() {
         Ok(id) => id,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e, None),
+        Err(e) => return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e, None),
     };
     outbox_result(node.outbox().discard_parked(id).await, id, "discarded")
 }

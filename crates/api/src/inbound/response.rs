@@ -41,7 +41,7 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
     if err.is::<NotActive>() {
         return ErrorAnswer {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "NOT_ACTIVE",
+            code: codes::NOT_ACTIVE,
             message: NotActive.to_string(),
             detail: Some("call received by a standby central node".into()),
         };
@@ -49,53 +49,61 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
     if err.is::<Unauthorized>() {
         return answer(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            codes::UNAUTHORIZED,
             "missing, unknown or disabled API key",
         );
     }
     if let Some(e) = err.downcast_ref::<UnknownTarget>() {
-        return answer(StatusCode::NOT_FOUND, "METHOD_NOT_FOUND", e.to_string());
+        return answer(
+            StatusCode::NOT_FOUND,
+            codes::METHOD_NOT_FOUND,
+            e.to_string(),
+        );
     }
     if let Some(e) = err.downcast_ref::<Forbidden>() {
-        return answer(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string());
+        return answer(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.to_string());
     }
     if let Some(e) = err.downcast_ref::<MethodNotAllowed>() {
         return answer(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            codes::METHOD_NOT_ALLOWED,
             e.to_string(),
         );
     }
     if let Some(e) = err.downcast_ref::<PayloadTooLarge>() {
         return answer(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            codes::PAYLOAD_TOO_LARGE,
             e.to_string(),
         );
     }
     if let Some(e) = err.downcast_ref::<UnsupportedMediaType>() {
         return answer(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            codes::UNSUPPORTED_MEDIA_TYPE,
             e.to_string(),
         );
     }
     if let Some(e) = err.downcast_ref::<BadJson>() {
-        return answer(StatusCode::BAD_REQUEST, "BAD_JSON", e.to_string());
+        return answer(StatusCode::BAD_REQUEST, codes::BAD_JSON, e.to_string());
     }
     if let Some(e) = err.downcast_ref::<BodyTimeout>() {
         return answer(
             StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            codes::REQUEST_TIMEOUT,
             e.to_string(),
         );
     }
     if let Some(e) = err.downcast_ref::<Invalid>() {
-        return answer(StatusCode::BAD_REQUEST, "INVALID_PARAMS", e.to_string());
+        return answer(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_PARAMS,
+            e.to_string(),
+        );
     }
     let timed_out = |detail: String| ErrorAnswer {
         status: StatusCode::GATEWAY_TIMEOUT,
-        code: "TIMEOUT",
+        code: codes::TIMEOUT,
         message: match timeout {
             Some(t) => format!(
                 "the method did not finish within {}",
@@ -111,7 +119,7 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
     if err.is::<Overloaded>() {
         return ErrorAnswer {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "OVERLOADED",
+            code: codes::OVERLOADED,
             message: "too many calls in progress; try again later".into(),
             detail: Some("the API script pool and its queue are full".into()),
         };
@@ -122,19 +130,19 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
             ScriptError::Failure(f) if f.code == codes::TIMEOUT => timed_out(e.to_string()),
             ScriptError::Failure(f) if f.code == codes::SITE_UNREACHABLE => ErrorAnswer {
                 status: StatusCode::BAD_GATEWAY,
-                code: "SITE_UNREACHABLE",
+                code: codes::SITE_UNREACHABLE,
                 message: "a site this method needs is unreachable".into(),
                 detail: Some(e.to_string()),
             },
             ScriptError::Overloaded => ErrorAnswer {
                 status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "OVERLOADED",
+                code: codes::OVERLOADED,
                 message: "too many calls in progress; try again later".into(),
                 detail: Some(e.to_string()),
             },
             other => ErrorAnswer {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "SCRIPT_ERROR",
+                code: codes::SCRIPT_ERROR,
                 message: "the method's script failed".into(),
                 detail: Some(other.to_string()),
             },
@@ -142,7 +150,7 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
     }
     ErrorAnswer {
         status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "SCRIPT_ERROR",
+        code: codes::SCRIPT_ERROR,
         message: "the method's script failed".into(),
         detail: Some(switchyard_core::classify::error_chain(&**err)),
     }

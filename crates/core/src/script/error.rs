@@ -1,10 +1,10 @@
 use crate::error::{Failure, codes};
 use rhai::EvalAltResult;
-use std::fmt;
 use std::time::Duration;
 
 /// A script that does not compile, with its location.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
 pub struct CompileError {
     /// The script file.
     pub file: String,
@@ -15,18 +15,6 @@ pub struct CompileError {
     /// What is wrong.
     pub message: String,
 }
-
-impl fmt::Display for CompileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for CompileError {}
 
 /// Why a script run did not produce a value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

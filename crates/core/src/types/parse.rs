@@ -1,32 +1,20 @@
 //! Recursive-descent parser for the type grammar.
 
 use super::{Field, Type};
-use std::fmt;
 
 /// Deepest nesting of `List<…>` / `Object{…}` a type may have; keeps parsing (and the
 /// validation that follows it) far from the stack limit whatever the input.
 const MAX_DEPTH: usize = 32;
 
 /// Why a type string could not be parsed, and where (1-based character column).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid type at column {column}: {message}")]
 pub struct TypeParseError {
     /// 1-based column (in characters) of the problem within the type string.
     pub column: usize,
     /// What was wrong.
     pub message: String,
 }
-
-impl fmt::Display for TypeParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid type at column {}: {}",
-            self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for TypeParseError {}
 
 pub(super) fn parse(text: &str) -> Result<Type, TypeParseError> {
     let mut parser = Parser {

@@ -2,7 +2,6 @@
 
 use super::{Field, ParamDef, Type};
 use serde_json::{Map, Value};
-use std::fmt;
 
 /// How an `Object{…}` type treats fields it does not declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,21 +15,14 @@ pub enum Strictness {
 }
 
 /// A value that does not match its type: where (`params.items[2].qty`) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
 pub struct ValidationError {
     /// Path of the offending value, starting at the root name (`params`, `result`, …).
     pub path: String,
     /// What was expected and what was found.
     pub reason: String,
 }
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.reason)
-    }
-}
-
-impl std::error::Error for ValidationError {}
 
 /// One step of a path, collected while the error unwinds (innermost first).
 enum Seg<'a> {

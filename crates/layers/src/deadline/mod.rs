@@ -34,7 +34,6 @@ mod future;
 
 pub use future::ResponseFuture;
 
-use std::fmt;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use switchyard_core::{BoxError, Deadline};
@@ -42,23 +41,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// The request's time budget ran out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out after {}", humantime::format_duration(*.budget))]
 pub struct Elapsed {
     /// The budget the request had.
     pub budget: Duration,
 }
-
-impl fmt::Display for Elapsed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "timed out after {}",
-            humantime::format_duration(self.budget)
-        )
-    }
-}
-
-impl std::error::Error for Elapsed {}
 
 /// What a request says about its time budget.
 pub trait HasDeadline {

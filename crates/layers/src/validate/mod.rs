@@ -26,7 +26,6 @@
 //! ```
 
 use futures::future::{Either, Ready, ready};
-use std::fmt;
 use std::task::{Context, Poll};
 use switchyard_core::BoxError;
 use switchyard_core::types::{ParamDef, ValidationError, validate_params};
@@ -34,16 +33,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// The request failed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Invalid(pub ValidationError);
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 /// The extension point: how a request is checked.
 pub trait ValidateRequest<R> {
