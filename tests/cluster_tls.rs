@@ -94,7 +94,8 @@ async fn central_reaches_a_tls_site_and_nothing_else_does() {
 }
 
 /// `check` warns about a cluster link that leaves the machine without TLS, and names a
-/// TLS file that is not there.
+/// TLS file that is not there (a warning: each machine holds only its own part — the
+/// site its key, central the CA).
 #[test]
 fn check_warns_about_plaintext_links_off_loopback_and_names_missing_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +106,7 @@ fn check_warns_about_plaintext_links_off_loopback_and_names_missing_files() {
     );
     let config = dir.path().join("switchyard.toml");
     let (code, _, err) = cli(&["check", "--config", config.to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("sites.far: the cluster link leaves this machine without TLS"),
         "{err}"

@@ -292,8 +292,14 @@ impl SiteClient {
                 builder = builder.tls_certs_only(roots.clone());
             }
             builder.build().unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot build the site client with its settings; using defaults");
-                reqwest::Client::new()
+                // Fail closed: no configured CA trusted means no TLS site reachable, and
+                // still no redirects — never a client that trusts anything else.
+                tracing::error!(error = %e, "cannot build the site client with its settings; TLS sites are unreachable");
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .tls_certs_only(Vec::new())
+                    .build()
+                    .unwrap_or_default()
             })
         });
         let transport = SiteTransport {

@@ -269,6 +269,8 @@ impl Runtime {
             .map_err(|_| ScriptError::Overloaded)?;
         match run.await {
             Ok(result) => result,
+            // Dropped unrun because its deadline passed while it waited: a timeout.
+            Err(_) if deadline.is_expired() => Err(ScriptError::Timeout { budget }),
             Err(_) => Err(ScriptError::Runtime {
                 message: format!("{code}/{script} did not complete (script pool stopped)"),
             }),

@@ -46,6 +46,7 @@ impl Service<InboundCall> for ApiScript {
         let deadline = call
             .deadline
             .unwrap_or_else(|| Deadline::after(entry.def.timeout));
+        let entry_timeout = entry.def.timeout;
         let (engine, registry, params) = (self.engine.clone(), self.registry.clone(), call.params);
         let handle = tokio::runtime::Handle::current();
         let submitted = self.pool.submit(deadline, move || {
@@ -56,6 +57,11 @@ impl Service<InboundCall> for ApiScript {
             match run.await {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(ScriptFailed(e).into()),
+                // Dropped unrun because its deadline passed while it waited: a timeout.
+                Err(_) if deadline.is_expired() => Err(ScriptFailed(ScriptError::Timeout {
+                    budget: entry_timeout,
+                })
+                .into()),
                 Err(closed) => Err(ScriptFailed(ScriptError::Runtime {
                     message: closed.to_string(),
                 })

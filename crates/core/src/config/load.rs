@@ -460,10 +460,16 @@ impl Loader<'_> {
                     ("key", &files.key),
                     ("ca", &files.ca),
                 ] {
+                    // Each machine needs only its part (the site its cert and key,
+                    // central the CA): a warning here; the process that needs the file
+                    // fails at start, naming it.
                     if !path.is_file() {
-                        self.error(
+                        self.warn(
                             span.clone(),
-                            format!("sites.{name}.tls.{what}: no file at {}", path.display()),
+                            format!(
+                                "sites.{name}.tls.{what}: no file at {} on this machine",
+                                path.display()
+                            ),
                         );
                     }
                 }

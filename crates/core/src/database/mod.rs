@@ -48,15 +48,16 @@ fn capped(name: &str, rows: Rows) -> Result<Rows, Failure> {
 /// Whether a statement may open (or leave open) a transaction the connection object
 /// does not know about, e.g. `Execute("BEGIN TRANSACTION")`.
 fn mentions_transaction(sql: &str) -> bool {
-    let upper = sql.to_ascii_uppercase();
-    [
-        "BEGIN",
-        "START TRANSACTION",
-        "SAVEPOINT",
-        "IMPLICIT_TRANSACTIONS",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
+    let words: Vec<String> = sql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words.iter().enumerate().any(|(i, w)| match w.as_str() {
+        "BEGIN" | "SAVEPOINT" | "IMPLICIT_TRANSACTIONS" => true,
+        "START" => words.get(i + 1).is_some_and(|next| next == "TRANSACTION"),
+        _ => false,
+    })
 }
 
 /// The pool of one named connection.
@@ -224,6 +225,9 @@ macro_rules! on_conn {
                 format!("database `{name}`: connection already closed"),
             )
         })?;
+        // Suspect until the operation has finished: a future dropped mid-exchange leaves
+        // the connection in a state nobody knows.
+        let was_suspect = std::mem::replace(&mut $self.suspect, true);
         let result = with_timeout(budget, async move {
             match conn {
                 Conn::Sqlite($c) => $body,
@@ -232,10 +236,8 @@ macro_rules! on_conn {
             }
         })
         .await;
-        if result.as_ref().is_err_and(|f| f.code == codes::TIMEOUT) {
-            // Cancelled mid-exchange: never hand this connection to the next user.
-            $self.suspect = true;
-        }
+        // Cut by its deadline mid-exchange: never hand this connection to the next user.
+        $self.suspect = was_suspect || result.as_ref().is_err_and(|f| f.code == codes::TIMEOUT);
         result.map_err(|f| f.context(format!("database `{name}`")))
     }};
 }

@@ -320,8 +320,6 @@ fn row_to_json(row: &Row) -> Result<Map<String, Value>, Failure> {
     Ok(map)
 }
 
-/// A tokio-postgres error → failure: SQLSTATE decides; errors without one (the
-/// connection broke, the server is unreachable) are transient.
 /// Takes libpq's `sslmode` and `sslrootcert` out of a `postgres://` URL (tokio-postgres
 /// knows neither `verify-*` nor `sslrootcert`): the URL left, the mode if given, and
 /// the roots.
@@ -348,7 +346,11 @@ fn tls_settings(
                     }
                 })
             }
-            "sslrootcert" => root_file = Some(base_dir.join(value)),
+            "sslrootcert" => {
+                root_file = Some(base_dir.join(value));
+                // A root certificate means "verify against it": TLS unless told otherwise.
+                mode = mode.or(Some(SslMode::Require));
+            }
             _ => kept.push(pair),
         }
     }
@@ -378,6 +380,8 @@ fn tls_settings(
     Ok((url, mode, roots))
 }
 
+/// A tokio-postgres error → failure: SQLSTATE decides; errors without one (the
+/// connection broke, the server is unreachable) are transient.
 pub(super) fn classify(err: &tokio_postgres::Error) -> Failure {
     let message = match err.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),

@@ -495,6 +495,19 @@ async fn postgres_over_tls_verifies_the_server() {
     conn.close().await;
     assert_eq!(sessions.load(Ordering::SeqCst), 1, "one TLS session");
 
+    // `sslrootcert` alone means TLS, verified against it.
+    let mut implied = open(format!("?sslrootcert={}", ca.display()))
+        .connect(None)
+        .await
+        .unwrap();
+    implied.query("SELECT 1 AS one", &[]).await.unwrap();
+    implied.close().await;
+    assert_eq!(
+        sessions.load(Ordering::SeqCst),
+        2,
+        "sslrootcert implies TLS"
+    );
+
     // The same server against the public roots: its test CA is not among them.
     let err = open("?sslmode=require".into())
         .connect(None)
@@ -514,7 +527,7 @@ async fn postgres_over_tls_verifies_the_server() {
     // (The refused handshake above never completed, so it is not counted either.)
     assert_eq!(
         sessions.load(Ordering::SeqCst),
-        1,
+        2,
         "no TLS session for the plain client"
     );
 
@@ -648,4 +661,26 @@ async fn postgres_pool_bounds_reuses_and_discards_broken_connections() {
         );
     }
     assert!(sessions().await.len() <= 3);
+}
+
+#[test]
+fn transaction_statements_are_recognised_by_their_words() {
+    for sql in [
+        "BEGIN",
+        "begin transaction",
+        "START\nTRANSACTION",
+        "start  transaction isolation level serializable",
+        "SAVEPOINT a",
+        "SET IMPLICIT_TRANSACTIONS ON",
+        "BEGIN TRY SELECT 1 END TRY BEGIN CATCH END CATCH",
+    ] {
+        assert!(mentions_transaction(sql), "{sql}");
+    }
+    for sql in [
+        "SELECT begin_ts FROM shifts",
+        "INSERT INTO starts (transaction_id) VALUES (1)",
+        "UPDATE t SET v = 1",
+    ] {
+        assert!(!mentions_transaction(sql), "{sql}");
+    }
 }

@@ -85,12 +85,19 @@ pub(super) fn set_deadline(deadline: Option<Instant>) {
     MEMORY_BASE.with(|b| b.set(base));
 }
 
-/// Whether the run on this thread grew its memory past `limit`.
+/// Whether the run on this thread grew its memory past `limit`, measured from the
+/// lowest count seen during the run: memory another thread allocated and this one
+/// freed lowers the count, and must not become credit for the script.
 fn over_memory(limit: usize) -> bool {
-    match (MEMORY_BASE.with(Cell::get), ALLOCATION_PROBE.get()) {
-        (Some(base), Some(probe)) => probe().saturating_sub(base) > limit as isize,
-        _ => false,
+    let (Some(base), Some(probe)) = (MEMORY_BASE.with(Cell::get), ALLOCATION_PROBE.get()) else {
+        return false;
+    };
+    let now = probe();
+    if now < base {
+        MEMORY_BASE.with(|b| b.set(Some(now)));
+        return false;
     }
+    now.saturating_sub(base) > limit as isize
 }
 
 /// The deadline of the script running on this thread, if any: native functions cap
@@ -332,6 +339,15 @@ mod tests {
         let within = compile(&engine, &source("grow(600); grow(300); 1")).unwrap();
         set_deadline(Some(Instant::now() + Duration::from_secs(5)));
         assert_eq!(engine.eval_ast::<rhai::INT>(&within).unwrap(), 1);
+        set_deadline(None);
+        // Memory freed here that another thread allocated is no credit: -5000 then
+        // +1200 is still 1200 of growth.
+        let credit = compile(&engine, &source("grow(-5000); grow(1200); 1")).unwrap();
+        set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        assert!(
+            engine.eval_ast::<rhai::INT>(&credit).is_err(),
+            "no credit for foreign frees"
+        );
         set_deadline(None);
         let over = compile(&engine, &source("grow(600); grow(600); 1")).unwrap();
         set_deadline(Some(Instant::now() + Duration::from_secs(5)));

@@ -74,6 +74,8 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
                 .map_or("(no Location header)", |v| {
                     v.to_str().unwrap_or("(unreadable Location header)")
                 });
+            // Without its query string: it may carry tokens, and this message is logged.
+            let location = location.split('?').next().unwrap_or(location);
             format!("{reason}: redirect to {location} not followed")
         } else {
             reason

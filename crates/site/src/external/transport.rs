@@ -36,7 +36,10 @@ impl Reqwest {
                 .build()
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "cannot build the HTTP client with its settings; using defaults");
-                    reqwest::Client::new()
+                    reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .unwrap_or_default()
                 })
         });
         Reqwest { client }

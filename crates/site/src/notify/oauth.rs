@@ -64,7 +64,12 @@ impl TokenSource {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .unwrap_or_else(|_| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default()
+            });
         TokenSource {
             endpoint: format!(
                 "{}/{}/oauth2/v2.0/token",
