@@ -74,16 +74,26 @@ async fn reload(State(central): State<Arc<Central>>) -> Response {
 #[derive(Deserialize)]
 struct SinceQuery {
     since: Option<String>,
+    limit: Option<usize>,
 }
+
+/// Records `/admin/failures` returns by default, and at most.
+const FAILURES_PAGE: (usize, usize) = (1_000, 10_000);
 
 async fn failures(State(central): State<Arc<Central>>, Query(q): Query<SinceQuery>) -> Response {
     let since = match q.since.as_deref().map(parse_since).transpose() {
         Ok(s) => s,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &e, None),
     };
+    // The newest `limit` records at or after `since`, oldest first: page back with an
+    // earlier `since`, forward with the last record's time.
+    let limit = q.limit.unwrap_or(FAILURES_PAGE.0).clamp(1, FAILURES_PAGE.1);
     let path = central.failure_log().path().to_path_buf();
     match tokio::task::spawn_blocking(move || FailureLog::read(&path, since)).await {
-        Ok(Ok(records)) => axum::Json(records).into_response(),
+        Ok(Ok(records)) => {
+            let skip = records.len().saturating_sub(limit);
+            axum::Json(&records[skip..]).into_response()
+        }
         Ok(Err(e)) => error_body(
             StatusCode::INTERNAL_SERVER_ERROR,
             codes::INTERNAL,

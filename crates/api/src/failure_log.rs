@@ -4,7 +4,9 @@
 //! Successes and 4xx are not recorded here (they are counted in metrics).
 //!
 //! The log is a JSON-lines file, appended and synced per record, so the CLI can read it
-//! while central runs.
+//! while central runs. It is bounded: past [`MAX_LOG_BYTES`] the file becomes
+//! `failures.1.jsonl` (replacing the previous one) and a new file starts, so the two
+//! together never hold much more than twice that.
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
@@ -36,24 +38,38 @@ pub struct FailureRecord {
 #[derive(Debug)]
 pub struct FailureLog {
     path: PathBuf,
-    file: Mutex<Option<std::fs::File>>,
+    max_bytes: u64,
+    file: Mutex<Option<(std::fs::File, u64)>>,
 }
 
 /// File name of the log inside central's data dir.
 pub const FILE_NAME: &str = "failures.jsonl";
 
+/// Size at which the log starts a new file (the previous one is kept as
+/// `failures.1.jsonl`).
+pub const MAX_LOG_BYTES: u64 = 64 << 20;
+
+/// The previous file of a log at `path`.
+fn rotated(path: &Path) -> PathBuf {
+    path.with_extension("1.jsonl")
+}
+
 impl FailureLog {
     /// Opens (creating) the log in `data_dir`.
     pub fn open(data_dir: &Path) -> std::io::Result<FailureLog> {
+        FailureLog::open_bounded(data_dir, MAX_LOG_BYTES)
+    }
+
+    /// [`open`](Self::open) with another size at which the file is rotated.
+    pub fn open_bounded(data_dir: &Path, max_bytes: u64) -> std::io::Result<FailureLog> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let file = append_to(&path)?;
+        let size = file.metadata()?.len();
         Ok(FailureLog {
             path,
-            file: Mutex::new(Some(file)),
+            max_bytes,
+            file: Mutex::new(Some((file, size))),
         })
     }
 
@@ -67,39 +83,63 @@ impl FailureLog {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let file = guard
+        let (file, size) = guard
             .as_mut()
             .ok_or_else(|| std::io::Error::other("failure log closed"))?;
+        if *size > 0 && *size + line.len() as u64 > self.max_bytes {
+            std::fs::rename(&self.path, rotated(&self.path))?;
+            *file = append_to(&self.path)?;
+            *size = 0;
+        }
         file.write_all(&line)?;
+        *size += line.len() as u64;
         file.sync_data()
     }
 
-    /// Records at or after `since` (RFC 3339), oldest first.
+    /// Records at or after `since` (RFC 3339), oldest first, from the previous file and
+    /// the current one.
     pub fn read(
         path: &Path,
         since: Option<chrono::DateTime<chrono::FixedOffset>>,
     ) -> std::io::Result<Vec<FailureRecord>> {
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
         let mut out = Vec::new();
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line?;
-            let Ok(record) = serde_json::from_str::<FailureRecord>(&line) else {
-                continue;
-            };
-            if let Some(since) = since {
-                match chrono::DateTime::parse_from_rfc3339(&record.time) {
-                    Ok(t) if t >= since => {}
-                    _ => continue,
-                }
-            }
-            out.push(record);
-        }
+        read_file(&rotated(path), since, &mut out)?;
+        read_file(path, since, &mut out)?;
         Ok(out)
     }
+}
+
+fn append_to(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+fn read_file(
+    path: &Path,
+    since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    out: &mut Vec<FailureRecord>,
+) -> std::io::Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        let Ok(record) = serde_json::from_str::<FailureRecord>(&line) else {
+            continue;
+        };
+        if let Some(since) = since {
+            match chrono::DateTime::parse_from_rfc3339(&record.time) {
+                Ok(t) if t >= since => {}
+                _ => continue,
+            }
+        }
+        out.push(record);
+    }
+    Ok(())
 }
 
 /// Parses `--since`: an RFC 3339 time, or a duration back from now (`"1h"`, `"30m"`).
@@ -119,6 +159,31 @@ pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_is_bounded_and_reads_across_the_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FailureLog::open_bounded(dir.path(), 2_000).unwrap();
+        for i in 0..100 {
+            log.append(&record("2026-12-02T01:00:00Z", &format!("inc-{i:03}")))
+                .unwrap();
+        }
+        let current = std::fs::metadata(log.path()).unwrap().len();
+        let previous = std::fs::metadata(rotated(log.path())).unwrap().len();
+        assert!(
+            current <= 2_000 && previous <= 2_000,
+            "{current} {previous}"
+        );
+        let records = FailureLog::read(log.path(), None).unwrap();
+        assert!(
+            !records.is_empty() && records.len() < 100,
+            "{}",
+            records.len()
+        );
+        // Oldest first, and the newest is there.
+        assert_eq!(records.last().unwrap().incident, "inc-099");
+        assert!(records.windows(2).all(|w| w[0].incident < w[1].incident));
+    }
 
     #[test]
     fn since_far_back_is_an_error_not_a_panic() {

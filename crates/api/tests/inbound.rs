@@ -791,3 +791,29 @@ async fn api_scripts_use_central_databases() {
     let r = send(&f.app, post("CentralDb", Some(KEY), r#"{"v": 7}"#)).await;
     assert_eq!(r.2, json!({ "n": 2, "s": 12 }));
 }
+
+/// `/admin/failures?limit=N` pages: the newest N records, oldest first.
+#[tokio::test]
+async fn admin_failures_pages_the_newest_records() {
+    let f = fixture(2, 8).await;
+    let mut incidents = Vec::new();
+    for _ in 0..3 {
+        let r = send(&f.app, post("Throw", Some(KEY), "{}")).await;
+        incidents.push(r.2["incident"].as_str().unwrap().to_string());
+    }
+    let r = send(
+        &f.app,
+        Request::get("/admin/failures?limit=2")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let page: Vec<String> =
+        r.2.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["incident"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(page, incidents[1..].to_vec(), "{:?}", r.2);
+}
