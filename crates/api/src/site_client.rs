@@ -23,7 +23,7 @@ use switchyard_core::script::PerThreadClient;
 use switchyard_core::{BoxError, Deadline, Failure};
 use switchyard_layers::classify::{Classify, ClassifyFailures, ClassifyLayer};
 use switchyard_layers::deadline::{EnforceDeadline, EnforceDeadlineLayer, HasDeadline};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
 /// Where each site is and how to prove we are central.
 #[derive(Debug, Default)]
@@ -337,12 +337,9 @@ impl SiteClient {
             deadline,
             timeout,
         };
-        let mut stack = self.stack.clone();
-        let response = match stack.ready().await {
-            Ok(ready) => ready.call(request).await,
-            Err(e) => Err(e),
-        }
-        .map_err(|e| switchyard_layers::classify::failure_of(&*e))?;
+        let response = switchyard_layers::drive(self.stack.clone(), request)
+            .await
+            .map_err(|e| switchyard_layers::classify::failure_of(&*e))?;
         serde_json::from_slice(&response.body).map_err(|e| {
             Failure::permanent(
                 codes::BAD_RESPONSE,

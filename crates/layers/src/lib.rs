@@ -28,3 +28,17 @@ pub mod classify;
 pub mod deadline;
 pub mod store_forward;
 pub mod validate;
+
+use switchyard_core::BoxError;
+use tower_service::Service;
+
+/// Drives one request through a stored stack: waits until it is ready, then calls the
+/// instance that said so (readiness is where back-pressure lives). Surfaces build their
+/// stack once, clone it per request and hand the clone here.
+pub async fn drive<S, R>(mut stack: S, request: R) -> Result<S::Response, BoxError>
+where
+    S: Service<R, Error = BoxError>,
+{
+    std::future::poll_fn(|cx| stack.poll_ready(cx)).await?;
+    stack.call(request).await
+}

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use switchyard_core::database::DatabasePool;
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
+use switchyard_layers::drive;
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{ServiceBuilder, service_fn};
 
 /// One write.
 #[derive(Clone, Debug)]
@@ -126,12 +127,7 @@ impl CachedWrites {
         deadline: Option<Deadline>,
     ) -> Result<Option<MessageId>, Failure> {
         let write = self.write(MessageId::new(), connection, sql, params, deadline)?;
-        let mut stack = self.stack.clone();
-        let written = match stack.ready().await {
-            Ok(ready) => ready.call(write).await,
-            Err(e) => Err(e),
-        };
-        match written {
+        match drive(self.stack.clone(), write).await {
             Ok(Delivery::Delivered(_)) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(switchyard_layers::classify::failure_of(&*e)),

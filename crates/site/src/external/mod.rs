@@ -27,10 +27,11 @@ use switchyard_core::{BoxError, Deadline, Failure, MessageId};
 use switchyard_layers::auth::{AttachCredentialsLayer, Credentials};
 use switchyard_layers::classify::{ClassifyLayer, HttpStatus};
 use switchyard_layers::deadline::EnforceDeadlineLayer;
+use switchyard_layers::drive;
 use switchyard_layers::store_forward::{Delivery, FjallOutbox, StoreForwardLayer, StoredMessage};
 use switchyard_layers::validate::{Invalid, ValidateLayer};
+use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, ServiceExt};
 
 /// One external system, ready to call: its definition and its stacks, built once when
 /// the deployment is applied (one HTTP client per system, pooling connections, and its
@@ -208,15 +209,6 @@ impl ExternalGateway {
             .map(|_| ())
             .map_err(|e| into_failure(e, system, method))
     }
-}
-
-/// Waits until a stored stack is ready, then calls it (readiness is where
-/// back-pressure lives; the request goes to the instance that said it was ready).
-async fn drive<S, R>(mut stack: S, request: R) -> Result<S::Response, BoxError>
-where
-    S: tower::Service<R, Error = BoxError>,
-{
-    stack.ready().await?.call(request).await
 }
 
 /// The stack below store-and-forward, built once per system: method call (URL,

@@ -28,11 +28,12 @@ use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
 use switchyard_layers::classify::{ClassifyLayer, failure_of};
 use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
+use switchyard_layers::drive;
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
+use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// One e-mail to send.
 #[derive(Debug, Clone)]
@@ -86,15 +87,17 @@ impl Forwardable for Email {
 /// E-mail for a deployment.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    sender: Option<Arc<SmtpSender>>,
-    /// The stacks, built once per deployment (none without `[smtp]`).
-    stacks: Option<Stacks>,
+    /// The SMTP sender and its stacks, built once per deployment (none without `[smtp]`).
+    smtp: Option<Stacks>,
     lists: Arc<BTreeMap<String, NotificationListDef>>,
 }
 
-/// The stored stacks; each send clones one and drives it through `ready()` + `call()`.
+/// The SMTP sender and the stored stacks over it; each send clones a stack and drives it
+/// through `ready()` + `call()`.
 #[derive(Clone)]
 struct Stacks {
+    /// The session pool (its settings give each e-mail its retry and timeout).
+    sender: Arc<SmtpSender>,
     /// `Notify…Send`: store-and-forward over the direct stack.
     send: BoxCloneSyncService<Email, Delivery<()>, BoxError>,
     /// The forwarder's retries: the direct stack alone.
@@ -115,10 +118,11 @@ impl Notifier {
         base_dir: &Path,
         outbox: FjallOutbox,
     ) -> Notifier {
-        let sender = smtp.map(|def| Arc::new(SmtpSender::new(def.clone(), base_dir)));
-        let stacks = sender.as_ref().map(|sender| {
-            let direct = direct(sender);
+        let smtp = smtp.map(|def| {
+            let sender = Arc::new(SmtpSender::new(def.clone(), base_dir));
+            let direct = direct(&sender);
             Stacks {
+                sender,
                 send: BoxCloneSyncService::new(
                     ServiceBuilder::new()
                         // A server that is down, throttling or stalled must not lose the
@@ -130,20 +134,13 @@ impl Notifier {
             }
         });
         Notifier {
-            sender,
-            stacks,
+            smtp,
             lists: Arc::new(lists.clone()),
         }
     }
 
-    fn stacks(&self) -> Result<&Stacks, Failure> {
-        self.stacks.as_ref().ok_or_else(|| {
-            Failure::permanent(codes::SMTP, "no [smtp] settings are deployed to this site")
-        })
-    }
-
-    fn sender(&self) -> Result<&Arc<SmtpSender>, Failure> {
-        self.sender.as_ref().ok_or_else(|| {
+    fn smtp(&self) -> Result<&Stacks, Failure> {
+        self.smtp.as_ref().ok_or_else(|| {
             Failure::permanent(codes::SMTP, "no [smtp] settings are deployed to this site")
         })
     }
@@ -157,7 +154,7 @@ impl Notifier {
         message: &str,
         deadline: Option<Deadline>,
     ) -> Result<Option<MessageId>, Failure> {
-        let sender = self.sender()?.clone();
+        let stacks = self.smtp()?;
         // The list resolves to its recipients here, at the site (`[6.1-2-rt]`).
         let recipients = self
             .lists
@@ -177,15 +174,10 @@ impl Notifier {
             message: message.to_string(),
             recipients,
             deadline,
-            retry: sender.def().retry,
-            timeout: sender.def().timeout,
+            retry: stacks.sender.def().retry,
+            timeout: stacks.sender.def().timeout,
         };
-        let mut stack = self.stacks()?.send.clone();
-        let sent = match stack.ready().await {
-            Ok(ready) => ready.call(email).await,
-            Err(e) => Err(e),
-        };
-        match sent {
+        match drive(stacks.send.clone(), email).await {
             Ok(Delivery::Delivered(())) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(failure_of(&*e).context(format!("Notify.To(\"{list}\")"))),
@@ -195,7 +187,7 @@ impl Notifier {
     /// The forwarder's path: the stack below store-and-forward, with the recipients the
     /// e-mail was buffered with.
     pub async fn deliver(&self, message: &StoredMessage) -> Result<(), Failure> {
-        let sender = self.sender()?.clone();
+        let stacks = self.smtp()?;
         let stored = NotificationMessage::from_stored(message)?;
         let email = Email {
             id: message.id,
@@ -205,14 +197,11 @@ impl Notifier {
             recipients: stored.recipients,
             deadline: None,
             retry: message.retry,
-            timeout: sender.def().timeout,
+            timeout: stacks.sender.def().timeout,
         };
-        let mut stack = self.stacks()?.direct.clone();
-        let sent = match stack.ready().await {
-            Ok(ready) => ready.call(email).await,
-            Err(e) => Err(e),
-        };
-        sent.map_err(|e| failure_of(&*e))
+        drive(stacks.direct.clone(), email)
+            .await
+            .map_err(|e| failure_of(&*e))
     }
 }
 
