@@ -218,6 +218,42 @@ async fn a_stalled_smtp_server_is_transient_and_the_email_is_buffered() {
     );
 }
 
+/// A full session pool makes the SMTP service not ready: with `max_connections = 1`
+/// held by a stalled session, a second send waits for a slot no longer than its
+/// timeout and is buffered; while it waits it opens no session of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_session_pool_is_a_bounded_wait_and_the_email_is_buffered() {
+    let (port, held) = stalled_listener(0);
+    let mut plant = TestPlant::new(&Peers::default());
+    set_smtp(
+        &plant,
+        &plain_smtp(port, "{ max_retries = 5, interval = \"1m\" }")
+            .replace("timeout = \"5s\"", "timeout = \"2s\"")
+            .replace("max_connections = 3", "max_connections = 1"),
+    );
+    plant.start().await;
+    let started = std::time::Instant::now();
+    let both = async { tokio::join!(mail(&plant, "first"), mail(&plant, "second")) };
+    let watch = async {
+        // Mid-way through the first attempt the second waits for the only slot.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        held.lock().unwrap().len()
+    };
+    let ((a, b), sessions_midway) = tokio::join!(both, watch);
+    let elapsed = started.elapsed();
+    assert_eq!(a["value"]["status"], "buffered", "{a}");
+    assert_eq!(b["value"]["status"], "buffered", "{b}");
+    assert_eq!(
+        sessions_midway, 1,
+        "while the only session is stalled, the other send waits for it and opens none"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "the wait for a slot counts against the 2 s timeout, it does not add to it: {elapsed:?}"
+    );
+    assert_eq!(plant.counts("plant-a").await, (2, 0));
+}
+
 /// STARTTLS and implicit TLS both deliver; the test certificate is trusted through
 /// `smtp.ca_file` only.
 #[tokio::test(flavor = "multi_thread")]

@@ -64,6 +64,52 @@ async fn a_stalled_database_buffers_cached_writes_and_fails_connections_cleanly(
     );
 }
 
+/// A full connection pool makes the write's stack not ready: with `max_connections = 1`
+/// taken by a write stuck on a stalled database, a second `CachedWrite` waits for a
+/// connection no longer than the 3 s timeout and is buffered; while it waits it opens
+/// no connection of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_connection_pool_is_a_bounded_wait_and_the_write_is_buffered() {
+    let (port, held) = stalled_listener(0);
+    let mut plant = TestPlant::with_config(
+        &Peers {
+            pg_port: port,
+            ..Peers::default()
+        },
+        |c| {
+            c.table("databases.Pg").set("max_connections", 1);
+        },
+    );
+    plant.start().await;
+    let write = |n: i64| {
+        plant.run(
+            "T-1",
+            "Write",
+            json!({ "db": "Pg", "sql": "INSERT INTO t VALUES ($1)", "args": [n] }),
+        )
+    };
+    let started = Instant::now();
+    let both = async { tokio::join!(write(1), write(2)) };
+    let watch = async {
+        // Mid-way through the first attempt the second waits for the only connection.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        held.lock().unwrap().len()
+    };
+    let ((a, b), connections_midway) = tokio::join!(both, watch);
+    let elapsed = started.elapsed();
+    assert_eq!(a["value"]["status"], "buffered", "{a}");
+    assert_eq!(b["value"]["status"], "buffered", "{b}");
+    assert_eq!(
+        connections_midway, 1,
+        "while the only connection is stalled, the other write waits for it and opens none"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "the wait for a connection counts against the 3 s timeout: {elapsed:?}"
+    );
+    assert_eq!(plant.counts("plant-a").await, (2, 0));
+}
+
 /// `Route.To` to a site whose node accepts and never answers: the caller gets a clean
 /// `504 TIMEOUT` at the method's deadline (1.5 s), nothing hangs, nothing is buffered.
 #[tokio::test(flavor = "multi_thread")]

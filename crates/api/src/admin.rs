@@ -12,15 +12,15 @@
 use crate::central::{Central, error_body};
 use crate::failure_log::{FailureLog, parse_since};
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::error::codes;
+use switchyard_layers::auth::{ExpectedToken, Rejection, RequireBearer};
 
 pub(crate) fn router(central: Arc<Central>) -> Router<Arc<Central>> {
     Router::new()
@@ -29,32 +29,35 @@ pub(crate) fn router(central: Arc<Central>) -> Router<Arc<Central>> {
         .route("/sites", get(sites))
         .route("/parked", get(parked))
         .route("/parked/{site}/{id}/{action}", post(parked_action))
-        .layer(middleware::from_fn_with_state(central, require_admin))
+        // Only an operator holding the admin token gets past this point.
+        .layer(RequireBearer::layer(AdminToken(central), refuse))
 }
 
-async fn require_admin(
-    State(central): State<Arc<Central>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let token = central.admin_token();
-    let Some(expected) = token.as_ref() else {
-        return error_body(
+/// The admin token as it is now (a reload may change it).
+#[derive(Clone)]
+struct AdminToken(Arc<Central>);
+
+impl ExpectedToken for AdminToken {
+    fn expected(&self) -> Arc<Option<switchyard_core::config::Secret>> {
+        self.0.admin_token()
+    }
+}
+
+/// The answer to a request the admin token does not open.
+fn refuse(why: Rejection) -> Response {
+    match why {
+        Rejection::Disabled => error_body(
             StatusCode::FORBIDDEN,
             codes::ADMIN_DISABLED,
             "admin endpoints are disabled: set central.admin_token",
             None,
-        );
-    };
-    if switchyard_layers::auth::bearer_matches(request.headers(), expected) {
-        next.run(request).await
-    } else {
-        error_body(
+        ),
+        Rejection::WrongToken => error_body(
             StatusCode::UNAUTHORIZED,
             codes::UNAUTHORIZED,
             "missing or wrong admin token",
             None,
-        )
+        ),
     }
 }
 

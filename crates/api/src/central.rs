@@ -1,30 +1,26 @@
 //! The central node: the Inbound API, the config authority (reload, deployment to the
 //! sites), the failure log and metrics.
 
-use crate::failure_log::{FailureLog, FailureRecord};
+use crate::failure_log::FailureLog;
 use crate::host::central_engine;
-use crate::inbound::{self, ApiScript, InboundCall, ReadCallLayer};
+use crate::inbound::{self, InboundCall, InboundStack, StackParts};
 use crate::registry::Registry;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rhai::Engine;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_core::IncidentId;
 use switchyard_core::config::{Config, Secret};
 use switchyard_core::protocol::Deployment;
 use switchyard_core::script::{ScriptLimits, ScriptPool};
-use switchyard_layers::auth::{KeyStore, RequireApiKeyLayer};
-use switchyard_layers::deadline::EnforceDeadlineLayer;
-use switchyard_layers::validate::ValidateLayer;
 use tokio::sync::watch;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
 /// Why central could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -58,17 +54,20 @@ pub struct SiteDeployment {
     pub rejected: Option<String>,
 }
 
+/// The current registry and the inbound stack built for it: swapped together on reload.
+struct Current {
+    registry: Arc<Registry>,
+    stack: InboundStack,
+}
+
 /// The central node.
 pub struct Central {
     config_path: PathBuf,
-    registry: ArcSwap<Registry>,
-    engine: Arc<Engine>,
-    pool: ScriptPool,
-    failure_log: Arc<FailureLog>,
+    current: ArcSwap<Current>,
+    parts: StackParts,
     admin_token: ArcSwap<Option<Secret>>,
     registry_changes: watch::Sender<Arc<Registry>>,
     deployments: Arc<std::sync::Mutex<HashMap<String, SiteDeployment>>>,
-    active: Arc<AtomicBool>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -122,19 +121,25 @@ impl Central {
                 .map_err(|e| CentralError::Config(compile_errors(&e)))?,
         );
         let (registry_changes, _) = watch::channel(registry.clone());
-        let central = Arc::new(Central {
-            config_path,
-            registry: ArcSwap::new(registry),
+        let parts = StackParts {
             engine,
             pool: ScriptPool::new("central", settings.script_threads, settings.script_queue),
             failure_log: Arc::new(failure_log),
+            active: Arc::new(AtomicBool::new(false)),
+        };
+        let central = Arc::new(Central {
+            config_path,
+            current: ArcSwap::new(Arc::new(Current {
+                stack: inbound::build(&registry, &parts),
+                registry,
+            })),
+            parts,
             admin_token: ArcSwap::new(Arc::new(admin_token)),
             registry_changes,
             deployments: Arc::default(),
-            active: Arc::new(AtomicBool::new(false)),
             reload_lock: tokio::sync::Mutex::new(()),
         });
-        crate::active::acquire(&settings.data_dir, central.active.clone()).map_err(|e| {
+        crate::active::acquire(&settings.data_dir, central.parts.active.clone()).map_err(|e| {
             CentralError::Storage {
                 dir: settings.data_dir.display().to_string(),
                 reason: format!("active lock: {e}"),
@@ -146,7 +151,7 @@ impl Central {
 
     /// The current registry.
     pub fn registry(&self) -> Arc<Registry> {
-        self.registry.load_full()
+        self.current.load().registry.clone()
     }
 
     /// The admin token, if configured.
@@ -156,22 +161,22 @@ impl Central {
 
     /// The failure log.
     pub fn failure_log(&self) -> &Arc<FailureLog> {
-        &self.failure_log
+        &self.parts.failure_log
     }
 
     /// The API script pool.
     pub fn pool(&self) -> &ScriptPool {
-        &self.pool
+        &self.parts.pool
     }
 
     /// Whether this node serves `/api` (the active node of the central cluster).
     pub fn is_active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+        self.parts.active.load(Ordering::Relaxed)
     }
 
     /// Marks this node active or standby.
     pub fn set_active(&self, active: bool) {
-        self.active.store(active, Ordering::Relaxed);
+        self.parts.active.store(active, Ordering::Relaxed);
     }
 
     /// Deployment state per site.
@@ -201,11 +206,14 @@ impl Central {
             None => None,
         };
         let registry = Arc::new(
-            Registry::build(config, &self.engine)
+            Registry::build(config, &self.parts.engine)
                 .map_err(|e| CentralError::Config(compile_errors(&e)))?,
         );
         let methods = registry.methods.len();
-        self.registry.store(registry.clone());
+        self.current.store(Arc::new(Current {
+            stack: inbound::build(&registry, &self.parts),
+            registry: registry.clone(),
+        }));
         self.admin_token.store(Arc::new(admin_token));
         let _ = self.registry_changes.send(registry);
         tracing::info!(methods, "configuration reloaded");
@@ -217,7 +225,7 @@ impl Central {
     fn spawn_deployer(self: &Arc<Self>) {
         let mut changes = self.registry_changes.subscribe();
         let deployments = self.deployments.clone();
-        let active = self.active.clone();
+        let active = self.parts.active.clone();
         tokio::spawn(async move {
             // Only the active node deploys.
             while !active.load(Ordering::SeqCst) {
@@ -342,7 +350,7 @@ impl Central {
         });
     }
 
-    /// Handles `POST /api/{method}`.
+    /// Handles `POST /api/{method}` through the stored inbound stack.
     pub async fn handle_api(
         self: Arc<Self>,
         method: String,
@@ -350,15 +358,13 @@ impl Central {
         headers: HeaderMap,
         body: Body,
     ) -> Response {
-        let started = Instant::now();
-        let registry = self.registry();
         let api_key = headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let call = InboundCall {
-            method: method.clone(),
-            api_key: api_key.clone(),
+            method,
+            api_key,
             http_method,
             headers,
             body: Some(body),
@@ -367,121 +373,17 @@ impl Central {
             params: json!({}),
             deadline: None,
         };
-        let settings = &registry.config.central;
-        let stack = ServiceBuilder::new()
-            // 401 / 404 / 403, in that order: an unauthenticated caller learns nothing.
-            .layer(RequireApiKeyLayer::new(registry.clone()))
-            // 405 / 413 / 415 / 400 BAD_JSON, and the method's deadline starts.
-            .layer(ReadCallLayer::new(
-                registry.clone(),
-                settings.max_body,
-                Duration::from_secs(30),
-            ))
-            // Scripts only see parameters that match the definition (400 INVALID_PARAMS).
-            .layer(ValidateLayer::params())
-            // The method timeout covers everything below, routed calls included.
-            .layer(EnforceDeadlineLayer::new(None))
-            .service(ApiScript {
-                engine: self.engine.clone(),
-                pool: self.pool.clone(),
-                registry: registry.clone(),
-            });
-        metrics::gauge!("switchyard_api_in_flight").increment(1.0);
-        // Only the active node serves the API (`[7.5-1]`).
-        let result = if self.is_active() {
-            stack.oneshot(call).await
-        } else {
-            Err(inbound::NotActive.into())
-        };
-        metrics::gauge!("switchyard_api_in_flight").decrement(1.0);
-        let principal = api_key.as_deref().and_then(|k| registry.authenticate(k));
-        // Metrics never tell an unauthenticated caller which methods exist.
-        let label = if principal.is_none() {
-            "(unauthenticated)".to_string()
-        } else if registry.method(&method).is_some() {
-            method.clone()
-        } else {
-            "(unknown)".to_string()
-        };
-        let (status, response) = match result {
-            Ok(value) => (
-                StatusCode::OK,
-                (StatusCode::OK, axum::Json(value)).into_response(),
-            ),
-            Err(err) => {
-                let timeout = registry.method(&method).map(|m| m.def.timeout);
-                let answer = inbound::classify(&err, timeout);
-                let incident = answer.status.is_server_error().then(IncidentId::new);
-                // Nothing an unauthenticated caller sends is written to disk (a standby
-                // or a saturated node answers 503 before the key is checked).
-                if let (Some(incident), Some(principal)) = (incident, &principal) {
-                    let record = FailureRecord {
-                        time: chrono::Utc::now().to_rfc3339(),
-                        method: printable_method(&method),
-                        key: Some(principal.key_name.clone()),
-                        incident: incident.to_string(),
-                        status: answer.status.as_u16(),
-                        code: answer.code.to_string(),
-                        detail: answer
-                            .detail
-                            .clone()
-                            .unwrap_or_else(|| answer.message.clone()),
-                        duration_ms: u64::try_from(started.elapsed().as_millis())
-                            .unwrap_or(u64::MAX),
-                    };
-                    tracing::warn!(method = %record.method, incident = %incident, status = answer.status.as_u16(), code = answer.code, detail = %record.detail, "API call failed");
-                    let log = self.failure_log.clone();
-                    if let Err(e) = tokio::task::spawn_blocking(move || log.append(&record))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                    {
-                        tracing::error!(error = %e, "could not write the failure log");
-                    }
-                }
-                let mut response =
-                    error_body(answer.status, answer.code, &answer.message, incident);
-                if answer.status == StatusCode::METHOD_NOT_ALLOWED {
-                    response
-                        .headers_mut()
-                        .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
-                }
-                (answer.status, response)
-            }
-        };
-        metrics::counter!("switchyard_api_calls_total", "method" => label.clone(), "status" => status.as_u16().to_string()).increment(1);
-        metrics::histogram!("switchyard_api_call_duration_seconds", "method" => label)
-            .record(started.elapsed().as_secs_f64());
-        response
+        let stack = self.current.load().stack.clone();
+        match stack.oneshot(call).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
     }
 
     /// Path of the configuration file.
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
-}
-
-/// The longest method name written to the failure log or the event log.
-const MAX_LOGGED_METHOD: usize = 128;
-
-/// A method name as it may be written to a log: control characters escaped (no forged
-/// log lines), at most [`MAX_LOGGED_METHOD`] characters.
-fn printable_method(method: &str) -> String {
-    let mut out: String = method
-        .chars()
-        .take(MAX_LOGGED_METHOD)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    if method.chars().count() > MAX_LOGGED_METHOD {
-        out.push('…');
-    }
-    out
 }
 
 /// `{"error", "code"}` (+ `"incident"` on 5xx).

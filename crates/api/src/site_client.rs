@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use switchyard_core::config::{Config, Secret};
+use switchyard_core::config::Config;
 use switchyard_core::deadline::DEADLINE_HEADER;
 use switchyard_core::error::codes;
 use switchyard_core::protocol::{
@@ -21,6 +21,7 @@ use switchyard_core::protocol::{
 };
 use switchyard_core::script::PerThreadClient;
 use switchyard_core::{BoxError, Deadline, Failure};
+use switchyard_layers::auth::Credentials;
 use switchyard_layers::classify::{Classify, ClassifyFailures, ClassifyLayer};
 use switchyard_layers::deadline::{EnforceDeadline, EnforceDeadlineLayer, HasDeadline};
 use tower::{Service, ServiceBuilder};
@@ -37,7 +38,9 @@ pub struct SiteDirectory {
 #[derive(Debug)]
 struct SiteEndpoint {
     nodes: Vec<String>,
-    token: Result<Secret, String>,
+    /// `Authorization: Bearer <site token>`, prepared once (the cluster endpoint
+    /// verifies it with `RequireBearer`).
+    credentials: Result<http::HeaderMap, String>,
     /// `http`, or `https` when the site's link runs over TLS (an error when its CA could
     /// not be read: no plain-text fallback).
     scheme: Result<&'static str, String>,
@@ -65,7 +68,15 @@ impl SiteDirectory {
                     name.clone(),
                     SiteEndpoint {
                         nodes: site.nodes.clone(),
-                        token: site.token.resolve_token(&config.base_dir),
+                        credentials: site
+                            .token
+                            .resolve_token(&config.base_dir)
+                            .and_then(|token| Credentials::bearer(&token))
+                            .map(|credentials| {
+                                let mut headers = http::HeaderMap::new();
+                                credentials.apply(&mut headers);
+                                headers
+                            }),
                         scheme,
                     },
                 )
@@ -155,7 +166,7 @@ impl Service<SiteRequest> for SiteTransport {
                     format!("no site named `{}`", request.site),
                 )
             })?;
-            let token = endpoint.token.as_ref().map_err(|e| {
+            let credentials = endpoint.credentials.as_ref().map_err(|e| {
                 Failure::permanent(codes::AUTH, format!("sites.{}.token: {e}", request.site))
             })?;
             let scheme = endpoint
@@ -169,7 +180,7 @@ impl Service<SiteRequest> for SiteTransport {
                         request.method.clone(),
                         format!("{scheme}://{node}{}", request.path),
                     )
-                    .bearer_auth(token.expose())
+                    .headers(credentials.clone())
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(request.body.clone());
                 if let Some(deadline) = request.deadline {

@@ -1,21 +1,28 @@
-//! `Database.CachedWrite` as a stack from the shared layers: store-and-forward over the
-//! write itself. A transient failure stores connection name + SQL + parameter values
+//! `Database.CachedWrite` as a stack from the shared layers, one per connection:
+//! store-and-forward over the deadline over the write itself (ready while the pool has
+//! a free connection). A transient failure stores connection name + SQL + parameter values
 //! (`[5.6-4]`) and the forwarder retries them with the connection's retry settings
 //! (`[5.6-5]`, `[5.5-2-rt]`) through the same inner service.
 
 use crate::messages::{DatabaseMessage, SfMessage};
+use futures::future::BoxFuture;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 use switchyard_core::database::DatabasePool;
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
+use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
 use switchyard_layers::drive;
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::PollSemaphore;
+use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, service_fn};
 
 /// One write.
 #[derive(Clone, Debug)]
@@ -48,12 +55,108 @@ impl Forwardable for DbWrite {
     }
 }
 
-async fn execute(write: DbWrite) -> Result<u64, BoxError> {
-    write
-        .pool
-        .execute(&write.sql, &write.params, write.deadline)
-        .await
-        .map_err(BoxError::from)
+impl HasDeadline for DbWrite {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.pool.timeout())
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+}
+
+/// The write itself, on one connection's pool. Ready when it holds one of the pool's
+/// connection slots: with every connection in use it is not ready, and the deadline
+/// layer above bounds the wait (a `CachedWrite` that gets no connection in time is
+/// buffered).
+#[derive(Debug)]
+struct Execute {
+    slots: PollSemaphore,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Execute {
+    fn on(pool: &DatabasePool) -> Self {
+        Execute {
+            slots: PollSemaphore::new(pool.slots()),
+            slot: None,
+        }
+    }
+}
+
+impl Clone for Execute {
+    /// A clone starts without a slot: each instance reserves its own.
+    fn clone(&self) -> Self {
+        Execute {
+            slots: self.slots.clone(),
+            slot: None,
+        }
+    }
+}
+
+impl tower::Service<DbWrite> for Execute {
+    type Response = u64;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<u64, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.slot.is_none() {
+            match std::task::ready!(self.slots.poll_acquire(cx)) {
+                Some(slot) => self.slot = Some(slot),
+                None => {
+                    return Poll::Ready(Err(Failure::permanent(
+                        codes::DATABASE,
+                        "the connection pool is closed",
+                    )
+                    .into()));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, write: DbWrite) -> Self::Future {
+        let slot = self.slot.take();
+        Box::pin(async move {
+            let Some(slot) = slot else {
+                return Err("Execute called before it was ready".into());
+            };
+            write
+                .pool
+                .execute_in(slot, &write.sql, &write.params, write.deadline)
+                .await
+                .map_err(BoxError::from)
+        })
+    }
+}
+
+/// The stacks of one connection, built once per deployment.
+#[derive(Clone)]
+struct Stacks {
+    /// Store-and-forward over the write.
+    cached: BoxCloneSyncService<DbWrite, Delivery<u64>, BoxError>,
+    /// The write alone: the forwarder's path.
+    direct: BoxCloneSyncService<DbWrite, u64, BoxError>,
+}
+
+impl Stacks {
+    fn new(pool: &DatabasePool, outbox: &FjallOutbox) -> Self {
+        let direct = ServiceBuilder::new()
+            // The connection's timeout, capped by the script's deadline; the wait for a
+            // free connection counts against it.
+            .layer(EnforceDeadlineLayer::new(None))
+            .service(Execute::on(pool));
+        Stacks {
+            cached: BoxCloneSyncService::new(
+                ServiceBuilder::new()
+                    // The database being unavailable, stalled or saturated must not lose
+                    // the write (or block the script).
+                    .layer(StoreForwardLayer::new(outbox.clone()))
+                    .service(direct.clone()),
+            ),
+            direct: BoxCloneSyncService::new(direct),
+        }
+    }
 }
 
 /// Cached writes of a deployment.
@@ -61,8 +164,8 @@ async fn execute(write: DbWrite) -> Result<u64, BoxError> {
 pub struct CachedWrites {
     pools: Arc<HashMap<String, Arc<DatabasePool>>>,
     retries: Arc<HashMap<String, RetryPolicy>>,
-    /// Store-and-forward over the write, built once per deployment.
-    stack: BoxCloneSyncService<DbWrite, Delivery<u64>, BoxError>,
+    /// Per connection.
+    stacks: Arc<HashMap<String, Stacks>>,
 }
 
 impl std::fmt::Debug for CachedWrites {
@@ -80,15 +183,24 @@ impl CachedWrites {
         retries: HashMap<String, RetryPolicy>,
         outbox: FjallOutbox,
     ) -> Self {
-        let stack = ServiceBuilder::new()
-            // The database being unavailable must not lose the write (or block the script).
-            .layer(StoreForwardLayer::new(outbox))
-            .service(service_fn(execute));
+        let stacks = pools
+            .iter()
+            .map(|(name, pool)| (name.clone(), Stacks::new(pool, &outbox)))
+            .collect();
         CachedWrites {
             pools,
             retries: Arc::new(retries),
-            stack: BoxCloneSyncService::new(stack),
+            stacks: Arc::new(stacks),
         }
+    }
+
+    fn stacks(&self, connection: &str) -> Result<&Stacks, Failure> {
+        self.stacks.get(connection).ok_or_else(|| {
+            Failure::permanent(
+                codes::NOT_FOUND,
+                format!("no database connection named `{connection}`"),
+            )
+        })
     }
 
     fn write(
@@ -127,7 +239,8 @@ impl CachedWrites {
         deadline: Option<Deadline>,
     ) -> Result<Option<MessageId>, Failure> {
         let write = self.write(MessageId::new(), connection, sql, params, deadline)?;
-        match drive(self.stack.clone(), write).await {
+        let stack = self.stacks(connection)?.cached.clone();
+        match drive(stack, write).await {
             Ok(Delivery::Delivered(_)) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(switchyard_layers::classify::failure_of(&*e)),
@@ -142,7 +255,8 @@ impl CachedWrites {
             params,
         } = DatabaseMessage::from_stored(message)?;
         let write = self.write(message.id, &connection, &sql, params, None)?;
-        execute(write)
+        let stack = self.stacks(&connection)?.direct.clone();
+        drive(stack, write)
             .await
             .map(|_| ())
             .map_err(|e| switchyard_layers::classify::failure_of(&*e))

@@ -6,9 +6,8 @@
 use crate::node::SiteNode;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -22,6 +21,7 @@ use switchyard_core::protocol::{
 };
 use switchyard_core::script::ScriptError;
 use switchyard_core::{Deadline, Failure, FailureClass, MessageId};
+use switchyard_layers::auth::{Rejection, RequireBearer};
 use switchyard_layers::store_forward::{OutboxError, ParkedMessage};
 
 /// The largest deployment a site accepts.
@@ -43,7 +43,7 @@ pub fn router(node: Arc<SiteNode>) -> Router {
         .route(protocol::paths::PARKED_RETRY, post(retry_parked))
         .route(protocol::paths::PARKED_DISCARD, post(discard_parked))
         // Only central, holding the site token, gets past this point.
-        .layer(middleware::from_fn_with_state(node.clone(), require_token))
+        .layer(RequireBearer::layer(node.token(), refuse))
         // Metrics hold no secrets: scraped without the token.
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -57,20 +57,14 @@ pub fn router(node: Arc<SiteNode>) -> Router {
         .with_state(node)
 }
 
-async fn require_token(
-    State(node): State<Arc<SiteNode>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match node.token_matches(request.headers()) {
-        true => next.run(request).await,
-        false => error(
-            StatusCode::UNAUTHORIZED,
-            codes::UNAUTHORIZED,
-            "missing or wrong site token",
-            None,
-        ),
-    }
+/// The answer to a request without the site token.
+fn refuse(_: Rejection) -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        codes::UNAUTHORIZED,
+        "missing or wrong site token",
+        None,
+    )
 }
 
 fn error(

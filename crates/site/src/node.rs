@@ -51,7 +51,8 @@ pub struct SiteNode {
     pub settings: SiteConfig,
     services: NodeServices,
     runtime: Arc<ArcSwapOption<Runtime>>,
-    token: Secret,
+    /// The site token central must present (never empty: the config refuses that).
+    token: Arc<Option<Secret>>,
     deploy_lock: tokio::sync::Mutex<()>,
     forwarder: Mutex<Option<ForwarderHandle>>,
 }
@@ -129,7 +130,7 @@ impl SiteNode {
             settings,
             services,
             runtime: Arc::new(ArcSwapOption::empty()),
-            token,
+            token: Arc::new(Some(token)),
             deploy_lock: tokio::sync::Mutex::new(()),
             forwarder: Mutex::new(None),
         });
@@ -194,10 +195,9 @@ impl SiteNode {
         &self.services.pool
     }
 
-    /// Whether a request carries this site's token (constant time; a missing header
-    /// never matches).
-    pub fn token_matches(&self, headers: &http::HeaderMap) -> bool {
-        switchyard_layers::auth::bearer_matches(headers, &self.token)
+    /// The token central must present on the cluster endpoint.
+    pub fn token(&self) -> Arc<Option<Secret>> {
+        self.token.clone()
     }
 
     /// Accepts a deployment: compiled whole (every error reported, the current one

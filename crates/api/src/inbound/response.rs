@@ -116,7 +116,7 @@ pub fn classify(err: &BoxError, timeout: Option<std::time::Duration>) -> ErrorAn
     if let Some(e) = err.downcast_ref::<Elapsed>() {
         return timed_out(e.to_string());
     }
-    if err.is::<Overloaded>() {
+    if err.is::<Overloaded>() || err.is::<tower::load_shed::error::Overloaded>() {
         return ErrorAnswer {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: codes::OVERLOADED,

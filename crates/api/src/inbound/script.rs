@@ -1,5 +1,6 @@
 //! The innermost service: the method's script on central's dedicated pool. A saturated
-//! pool answers at once (`OVERLOADED`) instead of queueing without bound.
+//! pool makes the service not ready; `LoadShed` above it answers `OVERLOADED` at once
+//! instead of queueing without bound.
 
 use super::call::InboundCall;
 use super::error::ScriptFailed;
@@ -33,8 +34,9 @@ impl Service<InboundCall> for ApiScript {
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Value, BoxError>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    /// Ready while the pool's queue has room; a full queue is "not ready".
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.pool.poll_room(cx).map(Ok)
     }
 
     fn call(&mut self, call: InboundCall) -> Self::Future {

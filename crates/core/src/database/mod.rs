@@ -23,7 +23,9 @@ use crate::error::{Failure, codes};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Rows as scripts see them: one map per row, column name → value.
 pub type Rows = Vec<Map<String, Value>>;
@@ -65,6 +67,9 @@ pub struct DatabasePool {
     name: String,
     timeout: Duration,
     kind: PoolKind,
+    /// One slot per connection `max_connections` allows; a checked-out connection
+    /// holds one until it is closed. All taken = the pool is not ready.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for DatabasePool {
@@ -125,6 +130,7 @@ impl DatabasePool {
             name: name.to_string(),
             timeout: def.timeout,
             kind,
+            slots: Arc::new(Semaphore::new(def.max_connections.max(1) as usize)),
         })
     }
 
@@ -142,8 +148,37 @@ impl DatabasePool {
         }
     }
 
-    /// Checks a connection out of the pool.
+    /// The connection's timeout (`databases.X.timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The pool's connection slots, for a service's readiness: a service that holds one
+    /// can check a connection out without waiting for another user to give one back.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.slots.clone()
+    }
+
+    /// Checks a connection out of the pool, waiting for a free slot within the budget.
     pub async fn connect(&self, deadline: Option<Deadline>) -> Result<DbConnection, Failure> {
+        let budget = self.budget(deadline);
+        let slot =
+            with_timeout(budget, async {
+                self.slots.clone().acquire_owned().await.map_err(|_| {
+                    Failure::permanent(codes::DATABASE, "the connection pool is closed")
+                })
+            })
+            .await
+            .map_err(|f| f.context(format!("database `{}`: no free connection", self.name)))?;
+        self.connect_in(slot, deadline).await
+    }
+
+    /// Checks a connection out in a slot already held.
+    pub async fn connect_in(
+        &self,
+        slot: OwnedSemaphorePermit,
+        deadline: Option<Deadline>,
+    ) -> Result<DbConnection, Failure> {
         let budget = self.budget(deadline);
         let conn = with_timeout(budget, async {
             Ok(match &self.kind {
@@ -161,10 +196,11 @@ impl DatabasePool {
             conn: Some(conn),
             in_transaction: false,
             suspect: false,
+            _slot: slot,
         })
     }
 
-    /// Runs one write on a pooled connection (what `CachedWrite` and its retries do).
+    /// Runs one write on a pooled connection, waiting for a free slot within the budget.
     pub async fn execute(
         &self,
         sql: &str,
@@ -172,6 +208,21 @@ impl DatabasePool {
         deadline: Option<Deadline>,
     ) -> Result<u64, Failure> {
         let mut conn = self.connect(deadline).await?;
+        let result = conn.execute(sql, params).await;
+        conn.close().await;
+        result
+    }
+
+    /// Runs one write on a pooled connection, in a slot already held (what `CachedWrite`
+    /// and its retries do).
+    pub async fn execute_in(
+        &self,
+        slot: OwnedSemaphorePermit,
+        sql: &str,
+        params: &[Value],
+        deadline: Option<Deadline>,
+    ) -> Result<u64, Failure> {
+        let mut conn = self.connect_in(slot, deadline).await?;
         let result = conn.execute(sql, params).await;
         conn.close().await;
         result
@@ -202,6 +253,8 @@ pub struct DbConnection {
     /// ran, or an operation was cut by its deadline mid-protocol): it is discarded at
     /// the end instead of going back to the pool.
     suspect: bool,
+    /// The pool slot this connection holds; freed when it is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for DbConnection {

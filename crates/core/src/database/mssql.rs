@@ -140,7 +140,6 @@ impl Pool {
         Pool {
             pool: super::pool::ManagedPool::new(
                 bb8_tiberius::ConnectionManager::new(config),
-                def.max_connections,
                 def.timeout,
             ),
         }

@@ -7,41 +7,36 @@
 use bb8::ManageConnection;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a checkout failed.
 #[derive(Debug)]
 pub(super) enum CheckoutError<E> {
     /// Connecting failed.
     Connect(E),
-    /// No connection became free (or the server did not answer) in time.
+    /// The server did not answer in time.
     TimedOut,
 }
 
 pub(super) struct ManagedPool<M: ManageConnection> {
     manager: M,
     idle: Mutex<Vec<M::Connection>>,
-    permits: Arc<Semaphore>,
     timeout: Duration,
 }
 
 impl<M: ManageConnection> ManagedPool<M> {
-    /// At most `max` connections, made by `manager`; checkouts wait at most `timeout`.
-    pub(super) fn new(manager: M, max: u32, timeout: Duration) -> Arc<Self> {
+    /// Connections made by `manager`; connecting gives up after `timeout`. How many
+    /// may be out at once is the caller's slot count
+    /// ([`DatabasePool`](super::DatabasePool)'s `max_connections`).
+    pub(super) fn new(manager: M, timeout: Duration) -> Arc<Self> {
         Arc::new(ManagedPool {
             manager,
             idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(max.max(1) as usize)),
             timeout,
         })
     }
 
     /// A connection: an idle one that is not broken, or a new one.
     pub(super) async fn get(self: &Arc<Self>) -> Result<Pooled<M>, CheckoutError<M::Error>> {
-        let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| CheckoutError::TimedOut)?
-            .map_err(|_| CheckoutError::TimedOut)?;
         loop {
             let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match idle {
@@ -50,7 +45,6 @@ impl<M: ManageConnection> ManagedPool<M> {
                         return Ok(Pooled {
                             conn: Some(conn),
                             pool: self.clone(),
-                            _permit: permit,
                         });
                     }
                 }
@@ -64,7 +58,6 @@ impl<M: ManageConnection> ManagedPool<M> {
         Ok(Pooled {
             conn: Some(conn),
             pool: self.clone(),
-            _permit: permit,
         })
     }
 }
@@ -73,7 +66,6 @@ impl<M: ManageConnection> ManagedPool<M> {
 pub(super) struct Pooled<M: ManageConnection> {
     conn: Option<M::Connection>,
     pool: Arc<ManagedPool<M>>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl<M: ManageConnection> Pooled<M> {

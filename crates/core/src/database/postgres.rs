@@ -52,7 +52,6 @@ impl Pool {
             .with_no_client_auth();
         let pool = super::pool::ManagedPool::new(
             PostgresConnectionManager::new(config, MakeRustlsConnect::new(tls)),
-            def.max_connections,
             def.timeout,
         );
         Ok(Pool { pool })

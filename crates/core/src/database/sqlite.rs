@@ -9,7 +9,6 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 struct Shared {
     path: PathBuf,
@@ -19,7 +18,6 @@ struct Shared {
 
 pub(super) struct Pool {
     shared: Arc<Shared>,
-    permits: Arc<Semaphore>,
 }
 
 impl Pool {
@@ -35,17 +33,11 @@ impl Pool {
                 idle: Mutex::new(Vec::new()),
                 busy_timeout: def.timeout,
             }),
-            permits: Arc::new(Semaphore::new(def.max_connections as usize)),
         }
     }
 
+    /// A connection (how many may be out at once is the caller's slot count).
     pub(super) async fn get(&self) -> Result<Conn, Failure> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::permanent(codes::DATABASE, "pool closed"))?;
         let idle = self
             .shared
             .idle
@@ -66,7 +58,6 @@ impl Pool {
         Ok(Conn {
             conn: Some(conn),
             shared: self.shared.clone(),
-            _permit: permit,
         })
     }
 }
@@ -90,7 +81,6 @@ fn open(shared: &Shared) -> Result<rusqlite::Connection, Failure> {
 pub(super) struct Conn {
     conn: Option<rusqlite::Connection>,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Conn {

@@ -10,8 +10,9 @@ use super::engine::set_deadline;
 use crate::Deadline;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 /// The queue is full; the caller should answer "overloaded" rather than wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +42,10 @@ struct Shared {
     busy: AtomicUsize,
     threads: usize,
     idle: (std::time::Duration, IdleHook),
+    /// Callers waiting for room in the external queue ([`ScriptPool::poll_room`]),
+    /// woken when a thread takes a job off it.
+    waiting: Mutex<Vec<Waker>>,
+    waiting_count: AtomicUsize,
 }
 
 /// A fixed set of script threads with a bounded queue.
@@ -92,6 +97,8 @@ impl ScriptPool {
             busy: AtomicUsize::new(0),
             threads: threads.max(1),
             idle: (every, hook),
+            waiting: Mutex::new(Vec::new()),
+            waiting_count: AtomicUsize::new(0),
         });
         for i in 0..shared.threads {
             let (external_rx, internal_rx, shared) =
@@ -181,6 +188,34 @@ impl ScriptPool {
         }
     }
 
+    /// Whether a call [`submit`](Self::submit)ted now would be queued: `Pending` while
+    /// the external queue is full, with the task woken when a thread takes a job off it.
+    /// This is the pool's readiness: a service in front of it answers `poll_ready` with
+    /// it, so a saturated pool says "not ready" (and `LoadShed` above turns that into
+    /// [`Overloaded`] at once).
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.external.is_full() {
+            return Poll::Ready(());
+        }
+        {
+            let mut waiting = self
+                .shared
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+                self.shared.waiting_count.fetch_add(1, Ordering::Release);
+            }
+        }
+        // A thread may have taken a job between the first look and the registration.
+        if self.external.is_full() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// Calls waiting for a thread.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
@@ -213,6 +248,19 @@ fn dropped(shared: &Shared, reason: &'static str) {
         .increment(1);
 }
 
+/// Wakes every caller waiting for room in the queue (one slot freed; the first to
+/// submit gets it, the others look again).
+fn wake_waiting(shared: &Shared) {
+    if shared.waiting_count.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let wakers = std::mem::take(&mut *shared.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+    shared.waiting_count.store(0, Ordering::Release);
+    for waker in wakers {
+        waker.wake();
+    }
+}
+
 fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
     loop {
         // Both queues are served as their jobs arrive (crossbeam picks fairly among
@@ -229,6 +277,7 @@ fn worker(external: &Receiver<Job>, internal: &Receiver<Job>, shared: &Shared) {
         // Both queues close together, when the last pool handle is dropped.
         let Ok(job) = job else { return };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
+        wake_waiting(shared);
         if job
             .deadline
             .is_some_and(|deadline| std::time::Instant::now() >= deadline)
@@ -264,9 +313,62 @@ mod tests {
         }
     }
 
+    /// A waker that records that it was woken.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// A generous bound for what happens at once: a thread taking a job, a 20 ms
     /// deadline passing. Only a broken pool (or a frozen machine) reaches it.
     const PROMPTLY: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_full_queue_is_not_ready_until_a_thread_takes_a_job() {
+        // One thread, room for one waiting call.
+        let pool = ScriptPool::new("room", 1, 1);
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g = gate.clone();
+        let running = pool
+            .submit(Deadline::after(Duration::from_secs(5)), move || {
+                g.wait();
+            })
+            .unwrap();
+        wait_for("the job occupies the only thread", PROMPTLY, || {
+            pool.busy() > 0
+        })
+        .await;
+        let waiting = pool
+            .submit(Deadline::after(Duration::from_secs(5)), || 2)
+            .unwrap();
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            pool.poll_room(&mut cx).is_pending(),
+            "the queue is full: not ready"
+        );
+        assert!(
+            pool.submit(Deadline::after(Duration::from_secs(5)), || 3)
+                .is_err(),
+            "and a submit is refused"
+        );
+        gate.wait();
+        wait_for("the waiting task is woken", PROMPTLY, || {
+            woken.0.load(Ordering::SeqCst)
+        })
+        .await;
+        assert!(
+            pool.poll_room(&mut cx).is_ready(),
+            "a thread took the waiting job"
+        );
+        running.await.unwrap();
+        assert_eq!(waiting.await, Ok(2));
+    }
 
     #[tokio::test]
     async fn expired_jobs_are_dropped_and_the_internal_queue_is_bounded() {

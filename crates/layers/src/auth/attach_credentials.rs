@@ -54,7 +54,8 @@ impl Credentials {
         })
     }
 
-    fn apply(&self, headers: &mut http::HeaderMap) {
+    /// Puts the credentials into `headers` (for clients that are not a tower stack).
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
         if let Some((name, value)) = &self.header {
             headers.insert(name.clone(), value.clone());
         }

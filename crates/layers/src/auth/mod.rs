@@ -36,7 +36,7 @@ mod key_store;
 mod require_api_key;
 
 pub use attach_credentials::{AttachCredentials, AttachCredentialsLayer, Credentials};
-pub use bearer::bearer_matches;
+pub use bearer::{ExpectedToken, Rejection, RequireBearer, bearer_matches};
 pub use error::{Forbidden, Unauthorized, UnknownTarget};
 pub use key_store::{Authorization, KeyStore, Principal, StaticKeyStore, hash_key};
 pub use require_api_key::{ApiKeyRequest, RequireApiKey, RequireApiKeyLayer, ResponseFuture};

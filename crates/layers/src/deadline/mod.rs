@@ -2,6 +2,11 @@
 //! own timeout (method timeout, system timeout), the caller's remaining budget, and the
 //! layer's default; when it runs out the call fails with [`Elapsed`].
 //!
+//! The budget covers the wait for the inner service's readiness too: the layer is always
+//! ready itself, and each request waits for a slot below it (a session of the SMTP pool,
+//! a connection of a database pool) for no longer than its budget. A saturated pool so
+//! becomes a bounded wait, never an unbounded queue.
+//!
 //! ```
 //! use std::time::Duration;
 //! use switchyard_core::Deadline;
@@ -124,20 +129,25 @@ pub fn budget_of<R: HasDeadline>(request: &R, default: Option<Duration>) -> Opti
 
 impl<S, R> Service<R> for EnforceDeadline<S>
 where
-    S: Service<R, Error = BoxError>,
+    S: Service<R, Error = BoxError> + Clone,
     R: HasDeadline,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, R, S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: waiting for the inner service is part of each request's budget.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: R) -> Self::Future {
         let budget = budget_of(&request, self.default);
-        ResponseFuture::new(self.inner.call(request), budget)
+        // The request takes this instance (and whatever slot it reserves when ready);
+        // the layer keeps a fresh clone for the next one.
+        let fresh = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, fresh);
+        ResponseFuture::new(inner, request, budget)
     }
 }
 
@@ -191,12 +201,13 @@ mod tests {
         handle.allow(1);
         assert!(svc.poll_ready().is_ready());
         let started = tokio::time::Instant::now();
-        let call = svc.call(Call {
+        // The response future does the work (waiting for readiness, then calling).
+        let call = tokio::spawn(svc.call(Call {
             timeout: Some(Duration::from_secs(3)),
             deadline: None,
-        });
+        }));
         let (_request, _never_answered) = handle.next_request().await.unwrap();
-        let err = call.await.unwrap_err();
+        let err = call.await.unwrap().unwrap_err();
         assert_eq!(
             err.downcast_ref::<Elapsed>(),
             Some(&Elapsed {
@@ -212,23 +223,65 @@ mod tests {
             mock::spawn_layer::<Call, &'static str, _>(EnforceDeadlineLayer::new(None));
         handle.allow(2);
         assert!(svc.poll_ready().is_ready());
-        let call = svc.call(Call {
+        let call = tokio::spawn(svc.call(Call {
             timeout: Some(Duration::from_secs(3)),
             deadline: None,
-        });
+        }));
         let (_, send) = handle.next_request().await.unwrap();
         tokio::time::advance(Duration::from_secs(2)).await;
         send.send_response("in time");
-        assert_eq!(call.await.unwrap(), "in time");
+        assert_eq!(call.await.unwrap().unwrap(), "in time");
         // Errors of the inner service are not turned into timeouts.
         assert!(svc.poll_ready().is_ready());
-        let call = svc.call(Call {
+        let call = tokio::spawn(svc.call(Call {
             timeout: None,
             deadline: None,
-        });
+        }));
         let (_, send) = handle.next_request().await.unwrap();
         send.send_error("refused");
-        assert_eq!(call.await.unwrap_err().to_string(), "refused");
+        assert_eq!(call.await.unwrap().unwrap_err().to_string(), "refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_saturated_service_counts_against_the_budget() {
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, (), _>(EnforceDeadlineLayer::new(None));
+        // The inner service is not ready (a full pool): the layer still is, and the
+        // request waits for the inner service no longer than its budget.
+        handle.allow(0);
+        assert!(svc.poll_ready().is_ready());
+        let started = tokio::time::Instant::now();
+        let err = svc
+            .call(Call {
+                timeout: Some(Duration::from_secs(2)),
+                deadline: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is::<Elapsed>(), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // It never reached the inner service.
+        handle.allow(1);
+        assert!(
+            futures::FutureExt::now_or_never(handle.next_request()).is_none(),
+            "the request must not reach the inner service after its deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_freed_in_time_lets_the_request_through() {
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Call, &'static str, _>(EnforceDeadlineLayer::new(None));
+        handle.allow(0);
+        let call = tokio::spawn(svc.call(Call {
+            timeout: Some(Duration::from_secs(5)),
+            deadline: None,
+        }));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        handle.allow(1);
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response("served");
+        assert_eq!(call.await.unwrap().unwrap(), "served");
     }
 
     #[tokio::test(start_paused = true)]

@@ -279,7 +279,7 @@ impl FjallOutbox {
         let mut cursor = from;
         for item in self.shared.due.range(start..=end) {
             let key = item.key()?;
-            let Some((_, id)) = parse_due_key(&key) else {
+            let Some((due_ms, id)) = parse_due_key(&key) else {
                 continue;
             };
             if skip.contains(&id) {
@@ -291,9 +291,8 @@ impl FjallOutbox {
             if let Some(bytes) = self.shared.pending.get(id.to_bytes())? {
                 match decode::<StoredMessage>(&bytes) {
                     Ok(message) => messages.push(message),
-                    Err(e) => {
-                        tracing::error!(%id, error = %e, "skipping an undecodable outbox record")
-                    }
+                    // Never skipped forever: parked with the reason, for an operator.
+                    Err(e) => self.park_undecodable(id, due_ms, &bytes, &e)?,
                 }
             }
             let mut k = [0u8; 24];
@@ -301,6 +300,33 @@ impl FjallOutbox {
             cursor = Some(k);
         }
         Ok(DueBatch { messages, cursor })
+    }
+
+    /// Parks a pending record that cannot be decoded (written by an incompatible
+    /// release, or damaged): what can be read of it — category, target, payload — is
+    /// kept, the rest is the raw text, and the reason names the decoding error.
+    /// Blocking: waits for the writer.
+    fn park_undecodable(
+        &self,
+        id: MessageId,
+        due_ms: u64,
+        bytes: &[u8],
+        error: &super::message::DecodeError,
+    ) -> Result<(), OutboxError> {
+        tracing::error!(%id, error = %error, "parking an undecodable outbox record");
+        let parked = ParkedMessage {
+            message: salvage(id, due_ms, bytes, error),
+            parked_ms: now_ms(),
+            reason: format!("undecodable record: {error}"),
+        };
+        let rx = self.send(
+            vec![OutboxEvent::Parked {
+                parked,
+                prev_due_ms: due_ms,
+            }],
+            true,
+        )?;
+        rx.blocking_recv().map_err(|_| OutboxError::Closed)?
     }
 
     /// When the earliest pending message falls due (ms since the Unix epoch).
@@ -416,6 +442,45 @@ pub struct DueBatch {
     pub messages: Vec<StoredMessage>,
     /// Where the next scan may start.
     pub cursor: Option<[u8; 24]>,
+}
+
+/// The most of an undecodable record that can be read: its fields where they are
+/// readable JSON, else the raw text (at most 64 KiB) as the payload.
+fn salvage(
+    id: MessageId,
+    due_ms: u64,
+    bytes: &[u8],
+    error: &super::message::DecodeError,
+) -> StoredMessage {
+    const MAX_RAW: usize = 64 << 10;
+    let body = bytes.get(1..).unwrap_or_default();
+    let fields: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let field = |name: &str| fields.get(name).cloned();
+    let raw = || {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_RAW)]);
+        serde_json::Value::String(text.into_owned())
+    };
+    StoredMessage {
+        id,
+        category: field("category")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or(Category::External),
+        target: field("target")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "(undecodable)".into()),
+        payload: field("payload").unwrap_or_else(raw),
+        retry: field("retry")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        created_ms: field("created_ms")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(due_ms),
+        attempts: field("attempts")
+            .and_then(|v| v.as_u64())
+            .map_or(0, |a| u32::try_from(a).unwrap_or(u32::MAX)),
+        due_ms,
+        last_error: Some(error.to_string()),
+    }
 }
 
 fn stored_from_new(message: NewMessage, now: u64) -> StoredMessage {

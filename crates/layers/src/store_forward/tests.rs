@@ -680,3 +680,94 @@ async fn pending_work_and_counts_survive_a_restart() {
     .await;
     assert_eq!(outbox.pending_total(), 1);
 }
+
+/// A pending record this release cannot read (an incompatible release wrote it, or it
+/// is damaged) is parked with the reason, keeping what can be read — never skipped on
+/// every scan for ever.
+#[tokio::test]
+async fn an_undecodable_record_is_parked_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open(dir.path());
+    let readable_fields = outbox
+        .enqueue(message("ERP", RetryPolicy::default(), Duration::ZERO))
+        .await
+        .unwrap();
+    let garbage = outbox
+        .enqueue(message("Mail", RetryPolicy::default(), Duration::ZERO))
+        .await
+        .unwrap();
+    let intact = outbox
+        .enqueue(message("ERP", RetryPolicy::default(), Duration::ZERO))
+        .await
+        .unwrap();
+    outbox.close();
+    {
+        // Damage two records the way another release or a bad disk might.
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let pending = db
+            .keyspace("pending", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let mut wrong_type = vec![1u8];
+        wrong_type.extend_from_slice(
+            serde_json::json!({
+                "id": readable_fields, "category": "external", "target": "ERP",
+                "payload": {"n": 1}, "retry": "every so often", "created_ms": 1,
+                "attempts": 2, "due_ms": 0, "last_error": null
+            })
+            .to_string()
+            .as_bytes(),
+        );
+        pending
+            .insert(readable_fields.to_bytes(), wrong_type)
+            .unwrap();
+        pending.insert(garbage.to_bytes(), b"\x07\xff\xfe").unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+
+    let outbox = open(dir.path());
+    let reader = outbox.clone();
+    let due = tokio::task::spawn_blocking(move || {
+        reader
+            .due(u64::MAX - 1, usize::MAX, &HashSet::new(), None)
+            .unwrap()
+            .messages
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        due.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![intact],
+        "only the readable record is handed out"
+    );
+    let parked = outbox.list_parked(None, 10).unwrap().items;
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    let first = parked
+        .iter()
+        .find(|p| p.message.id == readable_fields)
+        .unwrap();
+    assert!(
+        first.reason.starts_with("undecodable record"),
+        "{}",
+        first.reason
+    );
+    assert_eq!(first.message.target, "ERP", "readable fields are kept");
+    assert_eq!(first.message.payload, serde_json::json!({"n": 1}));
+    assert_eq!(first.message.attempts, 2);
+    let second = parked.iter().find(|p| p.message.id == garbage).unwrap();
+    assert!(
+        second.reason.contains("unknown record version 7"),
+        "{}",
+        second.reason
+    );
+    assert_eq!(second.message.target, "(undecodable)");
+    // Counts follow: ERP's damaged record moved from pending to parked.
+    let counts: std::collections::HashMap<_, _> = outbox
+        .counts()
+        .into_iter()
+        .map(|(c, t, n)| ((c, t), (n.pending, n.parked)))
+        .collect();
+    assert_eq!(counts[&(Category::External, "ERP".to_string())], (1, 1));
+    // And an operator can discard it.
+    outbox.discard_parked(garbage).await.unwrap();
+    assert_eq!(outbox.list_parked(None, 10).unwrap().items.len(), 1);
+}

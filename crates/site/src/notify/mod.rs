@@ -219,5 +219,5 @@ fn direct(
         .layer(ClassifyLayer::new(smtp::SmtpReplies))
         // The SMTP timeout, capped by the script's deadline.
         .layer(EnforceDeadlineLayer::new(None))
-        .service(smtp::SendEmail(sender.clone()))
+        .service(smtp::SendEmail::new(sender.clone()))
 }

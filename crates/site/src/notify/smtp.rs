@@ -24,7 +24,8 @@ use switchyard_core::config::{Secret, SmtpAuth, SmtpDef, TlsMode};
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Failure, FailureClass};
 use switchyard_layers::classify::Classify;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
 
 /// Idle sessions older than this are closed instead of reused.
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -35,10 +36,9 @@ enum Auth {
     OAuth2(TokenSource),
 }
 
-/// An open SMTP session and the permit it holds.
+/// An open SMTP session.
 struct Session {
     conn: AsyncSmtpConnection,
-    _permit: OwnedSemaphorePermit,
     idle_since: Instant,
     /// With OAuth2: the session is not reused once its token is due for renewal.
     auth_until: Option<tokio::time::Instant>,
@@ -50,8 +50,9 @@ pub struct SmtpSender {
     auth: Auth,
     hello: ClientId,
     idle: Mutex<Vec<Session>>,
-    sessions: Arc<Semaphore>,
-    freed: Notify,
+    /// One slot per session `max_connections` allows: a send holds one from before it
+    /// takes a session until it returns it. All taken = the pool is not ready.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SmtpSender {
@@ -90,14 +91,13 @@ impl SmtpSender {
                 def.timeout,
             )),
         };
-        let sessions = Arc::new(Semaphore::new(def.max_connections.max(1) as usize));
+        let slots = Arc::new(Semaphore::new(def.max_connections.max(1) as usize));
         SmtpSender {
             def,
             auth,
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
-            sessions,
-            freed: Notify::new(),
+            slots,
         }
     }
 
@@ -126,29 +126,22 @@ impl SmtpSender {
             .map_err(|e| Failure::permanent(codes::SMTP, format!("TLS settings: {e}")))
     }
 
-    /// A session: an idle one, or a new one when a permit is free; otherwise waits for
-    /// one to be freed.
-    async fn checkout(&self) -> Result<Session, Failure> {
+    /// A session for the holder of a slot: an idle one, or a new one. (Sessions never
+    /// outnumber slots: a new one is opened only when every open one is in use.)
+    async fn checkout(&self, _slot: &OwnedSemaphorePermit) -> Result<Session, Failure> {
         loop {
-            let freed = self.freed.notified();
             let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            if let Some(mut session) = idle {
-                let token_fresh = session
-                    .auth_until
-                    .is_none_or(|until| tokio::time::Instant::now() < until);
-                if session.idle_since.elapsed() < MAX_IDLE
-                    && token_fresh
-                    && !session.conn.has_broken()
-                {
-                    return Ok(session);
-                }
-                session.conn.abort().await;
-                continue;
+            let Some(mut session) = idle else {
+                return self.open().await;
+            };
+            let token_fresh = session
+                .auth_until
+                .is_none_or(|until| tokio::time::Instant::now() < until);
+            if session.idle_since.elapsed() < MAX_IDLE && token_fresh && !session.conn.has_broken()
+            {
+                return Ok(session);
             }
-            if let Ok(permit) = self.sessions.clone().try_acquire_owned() {
-                return self.open(permit).await;
-            }
-            freed.await;
+            session.conn.abort().await;
         }
     }
 
@@ -163,12 +156,11 @@ impl SmtpSender {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(session);
         }
-        self.freed.notify_one();
     }
 
     /// Connects (TLS as configured) and authenticates. With OAuth2, a refused token
     /// (535) is replaced once by a freshly fetched one.
-    async fn open(&self, permit: OwnedSemaphorePermit) -> Result<Session, Failure> {
+    async fn open(&self) -> Result<Session, Failure> {
         let d = &self.def;
         let wrapper = match d.tls {
             TlsMode::Tls => Some(self.tls_parameters()?),
@@ -241,16 +233,31 @@ impl SmtpSender {
         }
         Ok(Session {
             conn,
-            _permit: permit,
             idle_since: Instant::now(),
             auth_until,
         })
     }
 
-    /// Sends one e-mail over a pooled session.
+    /// The slots of the session pool (for a service's readiness).
+    pub(super) fn slots(&self) -> Arc<Semaphore> {
+        self.slots.clone()
+    }
+
+    /// Sends one e-mail over a pooled session, waiting for a free slot first.
     pub async fn send(&self, email: &Email) -> Result<(), Failure> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::transient(codes::SMTP, "the SMTP session pool is closed"))?;
+        self.send_in(slot, email).await
+    }
+
+    /// Sends one e-mail in a slot already held.
+    async fn send_in(&self, slot: OwnedSemaphorePermit, email: &Email) -> Result<(), Failure> {
         let (envelope, body) = compose(&self.def.from, email)?;
-        let mut session = self.checkout().await?;
+        let mut session = self.checkout(&slot).await?;
         match transmit(&mut session.conn, &envelope, &body).await {
             Ok(_) => {
                 self.checkin(session).await;
@@ -261,8 +268,6 @@ impl SmtpSender {
                 // After a refused command the session may still be usable, but a fresh
                 // one is the safe choice.
                 session.conn.abort().await;
-                drop(session);
-                self.freed.notify_one();
                 Err(failure)
             }
         }
@@ -407,22 +412,67 @@ impl Classify<()> for SmtpReplies {
     }
 }
 
-/// The SMTP service at the bottom of the notification stack.
-#[derive(Clone, Debug)]
-pub(super) struct SendEmail(pub(super) Arc<SmtpSender>);
+/// The SMTP service at the bottom of the notification stack. Ready when it holds a
+/// slot of the session pool: with every session busy it is not ready, and the deadline
+/// layer above bounds the wait (a send that gets no slot in time is buffered).
+#[derive(Debug)]
+pub(super) struct SendEmail {
+    sender: Arc<SmtpSender>,
+    slots: PollSemaphore,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl SendEmail {
+    pub(super) fn new(sender: Arc<SmtpSender>) -> Self {
+        SendEmail {
+            slots: PollSemaphore::new(sender.slots()),
+            sender,
+            slot: None,
+        }
+    }
+}
+
+impl Clone for SendEmail {
+    /// A clone starts without a slot: each instance reserves its own.
+    fn clone(&self) -> Self {
+        SendEmail {
+            sender: self.sender.clone(),
+            slots: self.slots.clone(),
+            slot: None,
+        }
+    }
+}
 
 impl tower::Service<Email> for SendEmail {
     type Response = ();
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<(), BoxError>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.slot.is_none() {
+            match std::task::ready!(self.slots.poll_acquire(cx)) {
+                Some(slot) => self.slot = Some(slot),
+                None => {
+                    return Poll::Ready(Err(Failure::transient(
+                        codes::SMTP,
+                        "the SMTP session pool is closed",
+                    )
+                    .into()));
+                }
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, email: Email) -> Self::Future {
-        let sender = self.0.clone();
-        Box::pin(async move { sender.send(&email).await.map_err(BoxError::from) })
+        let sender = self.sender.clone();
+        let slot = self.slot.take();
+        Box::pin(async move {
+            let Some(slot) = slot else {
+                return Err("SendEmail called before it was ready".into());
+            };
+            sender.send_in(slot, &email).await.map_err(BoxError::from)
+        })
     }
 }
 
@@ -430,6 +480,41 @@ impl tower::Service<Email> for SendEmail {
 mod tests {
     use super::*;
     use switchyard_core::{MessageId, RetryPolicy};
+
+    fn def(max_connections: u32) -> SmtpDef {
+        SmtpDef {
+            host: "127.0.0.1".into(),
+            port: 9,
+            tls: TlsMode::None,
+            from: "scada@plant.example".into(),
+            auth: SmtpAuth::None,
+            timeout: std::time::Duration::from_secs(1),
+            max_connections,
+            retry: RetryPolicy::default(),
+            ca_pem: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_service_is_not_ready_while_every_session_slot_is_taken() {
+        use tower::ServiceExt;
+        let sender = Arc::new(SmtpSender::new(def(2), Path::new(".")));
+        let mut first = SendEmail::new(sender.clone());
+        let mut second = first.clone();
+        let mut third = first.clone();
+        first.ready().await.unwrap();
+        second.ready().await.unwrap();
+        let mut waiting = Box::pin(third.ready());
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "two slots, both taken: the third is not ready"
+        );
+        drop(first);
+        assert!(
+            futures::poll!(waiting.as_mut()).is_ready(),
+            "a freed slot makes it ready"
+        );
+    }
 
     #[test]
     fn the_message_is_dot_stuffed_and_terminated_once() {
