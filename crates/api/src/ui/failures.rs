@@ -2,7 +2,7 @@
 //! by method, status, time and incident id.
 
 use super::Console;
-use super::layout::{self, Nav};
+use super::layout::{self, Nav, when};
 use super::overview::enc;
 use super::session::Session;
 use crate::failure_log::{FailureLog, FailureRecord, parse_since};
@@ -193,7 +193,7 @@ pub(crate) async fn page(
                 tbody {
                     @for r in matching.iter().skip((page - 1) * PAGE).take(PAGE) {
                         tr {
-                            td { (r.time) }
+                            td.nowrap { (when(&r.time)) }
                             td { (r.method) }
                             td { (r.key.as_deref().unwrap_or("–")) }
                             td.num.status { (r.status) }

@@ -4,6 +4,7 @@
 use super::session::{CSRF_FIELD, Session};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 /// Which navigation entry is the current page.
@@ -26,13 +27,14 @@ header strong{margin-right:1rem}
 header a{color:#fff;text-decoration:none;padding:.5rem .25rem;border-bottom:3px solid transparent}
 header a.on{border-bottom-color:#f0b429}
 header form{margin-left:auto}
-main{padding:1rem;max-width:80rem}
+main{padding:1rem;max-width:80rem;overflow-x:auto}
 h1{font-size:1.4rem;margin:.25rem 0 1rem}
 h2{font-size:1.15rem;margin:1.25rem 0 .5rem}
 table{border-collapse:collapse;width:100%;background:#fff;margin-bottom:1rem}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #dde3ea;vertical-align:top}
 th{background:#e8edf2;font-weight:600}
 td.num,th.num{text-align:right}
+td.nowrap{white-space:nowrap}
 .card{background:#fff;border:1px solid #dde3ea;border-radius:6px;padding:.75rem 1rem;margin-bottom:1rem}
 .ok{color:#13653f;font-weight:600}.bad{color:#b42318;font-weight:600}.warn{color:#9a5b00;font-weight:600}
 .notice{background:#fff8e1;border:1px solid #f0b429;padding:.6rem 1rem;border-radius:6px;margin-bottom:1rem}
@@ -51,6 +53,19 @@ code,.mono{font-family:ui-monospace,monospace;font-size:.9em;word-break:break-al
 .spark{display:block}
 small{color:#5b6876}
 "#;
+
+/// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS` in UTC (the full value on hover); text
+/// that is not such a time is shown as it is.
+pub(crate) fn when(rfc3339: &str) -> Markup {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => html! {
+            time datetime=(rfc3339) title=(rfc3339) {
+                (t.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S"))
+            }
+        },
+        Err(_) => html! { (rfc3339) },
+    }
+}
 
 /// The hidden field with the session's CSRF token, for every state-changing form.
 pub(crate) fn csrf_field(session: &Session) -> Markup {

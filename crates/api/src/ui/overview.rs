@@ -19,6 +19,9 @@ use switchyard_core::protocol::Health;
 /// How often each site's counts are sampled for the plot.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(30);
 
+/// Samples closer together than this replace each other.
+const MIN_GAP: Duration = Duration::from_secs(10);
+
 /// How far back the plot reaches.
 const WINDOW: Duration = Duration::from_secs(3600);
 
@@ -42,9 +45,15 @@ pub(crate) struct History {
 }
 
 impl History {
+    /// Adds a sample; one taken within [`MIN_GAP`] of the last replaces it (a page
+    /// view right after the sampler's tick).
     fn record(&self, site: &str, sample: Sample) {
         let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
         let samples = sites.entry(site.to_string()).or_default();
+        let gap = chrono::Duration::from_std(MIN_GAP).unwrap_or_default();
+        if samples.back().is_some_and(|last| sample.at - last.at < gap) {
+            samples.pop_back();
+        }
         samples.push_back(sample);
         let oldest = sample.at - chrono::Duration::from_std(WINDOW).unwrap_or_default();
         while samples.front().is_some_and(|s| s.at < oldest) {
@@ -117,6 +126,11 @@ pub(crate) async fn page(
     let (names, healths) = site_healths(&console).await;
     let deployments = console.central.deployments();
     let now = Utc::now();
+    // What the page saw is a sample too (the plot has a point before the sampler's next).
+    for (name, health) in names.iter().zip(&healths) {
+        let counts = health.as_ref().ok().map(|h| (h.pending, h.parked));
+        console.history.record(name, Sample { at: now, counts });
+    }
     let body = html! {
         h1 { "Overview" }
         @if !console.central.is_active() {
@@ -246,7 +260,8 @@ pub(crate) fn sparkline(samples: &[Sample], now: DateTime<Utc>) -> Markup {
     let window = WINDOW.as_secs_f64();
     let point = |s: &Sample, value: u64| {
         let age = (now - s.at).num_milliseconds() as f64 / 1000.0;
-        let x = (PLOT_W * (1.0 - age / window)).clamp(0.0, PLOT_W);
+        // 3 px in from either edge, so a dot at the edge is whole.
+        let x = 3.0 + ((PLOT_W - 6.0) * (1.0 - age / window)).clamp(0.0, PLOT_W - 6.0);
         let y = PLOT_H - 2.0 - (PLOT_H - 4.0) * (value as f64 / max as f64);
         format!("{x:.1},{y:.1}")
     };
@@ -255,13 +270,15 @@ pub(crate) fn sparkline(samples: &[Sample], now: DateTime<Utc>) -> Markup {
         .split(|s| s.counts.is_none())
         .filter(|run| !run.is_empty())
         .collect();
-    let series = |pick: fn((u64, u64)) -> u64| -> Vec<String> {
+    // A run of one sample has no line to draw: it is drawn as a dot.
+    let series = |pick: fn((u64, u64)) -> u64| -> Vec<(bool, String)> {
         runs.iter()
             .map(|run| {
-                run.iter()
+                let points: Vec<String> = run
+                    .iter()
                     .filter_map(|s| s.counts.map(|c| point(s, pick(c))))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                    .collect();
+                (points.len() == 1, points.join(" "))
             })
             .collect()
     };
@@ -276,11 +293,15 @@ pub(crate) fn sparkline(samples: &[Sample], now: DateTime<Utc>) -> Markup {
         svg.spark width=(PLOT_W) height=(PLOT_H) viewBox=(format!("0 0 {PLOT_W} {PLOT_H}")) role="img" aria-label=(label) xmlns="http://www.w3.org/2000/svg" {
             title { (label) }
             rect x="0" y="0" width=(PLOT_W) height=(PLOT_H) fill="#f4f6f8" {}
-            @for points in &pending {
-                polyline.pending points=(points) fill="none" stroke="#1f6feb" stroke-width="2" {}
-            }
-            @for points in &parked {
-                polyline.parked points=(points) fill="none" stroke="#b42318" stroke-width="2" {}
+            @for (series, colour, runs) in [("pending", "#1f6feb", &pending), ("parked", "#b42318", &parked)] {
+                @for (dot, points) in runs {
+                    @if *dot {
+                        @let (x, y) = points.split_once(',').unwrap_or(("0", "0"));
+                        circle class=(series) cx=(x) cy=(y) r="2.5" fill=(colour) {}
+                    } @else {
+                        polyline class=(series) points=(points) fill="none" stroke=(colour) stroke-width="2" {}
+                    }
+                }
             }
         }
         small { span style="color:#1f6feb" { "■ pending" } " " span style="color:#b42318" { "■ parked" } " · " (label) }
@@ -317,20 +338,29 @@ mod tests {
             },
         ];
         let svg = sparkline(&samples, now).into_string();
-        // Two runs per series: before and after the gap.
-        assert_eq!(
-            svg.matches("<polyline class=\"pending\"").count(),
-            2,
-            "{svg}"
+        let dot = sparkline(&samples[3..], now).into_string();
+        assert!(
+            dot.contains("<circle class=\"pending\" cx=\"297.0\" cy=\"2.0\""),
+            "{dot}"
         );
-        assert_eq!(
-            svg.matches("<polyline class=\"parked\"").count(),
-            2,
-            "{svg}"
-        );
+        assert!(!dot.contains("<polyline"), "{dot}");
+        // Two runs per series: a line before the gap, a dot (one sample) after it.
+        for series in ["pending", "parked"] {
+            assert_eq!(
+                svg.matches(&format!("<polyline class=\"{series}\""))
+                    .count(),
+                1,
+                "{svg}"
+            );
+            assert_eq!(
+                svg.matches(&format!("<circle class=\"{series}\"")).count(),
+                1,
+                "{svg}"
+            );
+        }
         // Oldest at the left edge, the newest at the right, the largest value at the top.
-        assert!(svg.contains("points=\"0.0,46.0 150.0,2.0\""), "{svg}");
-        assert!(svg.contains("points=\"300.0,"), "{svg}");
+        assert!(svg.contains("points=\"3.0,46.0 150.0,2.0\""), "{svg}");
+        assert!(svg.contains("cx=\"297.0\" cy=\"24.0\""), "{svg}");
         assert!(
             svg.contains("pending now 2, parked now 1, scale 0–4"),
             "{svg}"
@@ -360,8 +390,16 @@ mod tests {
         history.record(
             "a",
             Sample {
-                at: now,
+                at: now - chrono::Duration::seconds(5),
                 counts: None,
+            },
+        );
+        // Within the minimum gap of the last one: replaces it.
+        history.record(
+            "a",
+            Sample {
+                at: now,
+                counts: Some((3, 1)),
             },
         );
         history.record(
@@ -371,7 +409,9 @@ mod tests {
                 counts: None,
             },
         );
-        assert_eq!(history.samples("a").len(), 2);
+        let a = history.samples("a");
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[1].counts, Some((3, 1)));
         history.keep_only(&["a".to_string()]);
         assert!(history.samples("b").is_empty());
     }

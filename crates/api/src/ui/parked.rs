@@ -4,7 +4,7 @@
 
 use super::Console;
 use super::form::Fields;
-use super::layout::{self, Nav, csrf_field};
+use super::layout::{self, Nav, csrf_field, when};
 use super::overview::enc;
 use super::redact;
 use super::session::Session;
@@ -246,11 +246,11 @@ pub(crate) async fn list(
                         @for item in &shown {
                             tr {
                                 td { input type="checkbox" name="msg" value=(format!("{}/{}", item.site, item.view.id)) aria-label=(format!("select {}", item.view.id)); }
-                                td { (item.site) }
+                                td.nowrap { (item.site) }
                                 td { (item.view.category) }
                                 td { (item.view.target) }
                                 td.num { (item.view.attempts) }
-                                td { a href=(format!("/ui/parked/{}/{}", enc(&item.site), enc(&item.view.id))) { (item.view.parked) } }
+                                td.nowrap { a href=(format!("/ui/parked/{}/{}", enc(&item.site), enc(&item.view.id))) { (when(&item.view.parked)) } }
                                 td { (shorten(&item.reason, 160)) }
                             }
                         }
@@ -323,8 +323,8 @@ pub(crate) async fn detail(
                 tr { th { "Category" } td { (item.view.category) } }
                 tr { th { "Target" } td { (item.view.target) } }
                 tr { th { "Attempts" } td { (item.view.attempts) } }
-                tr { th { "Buffered" } td { (item.view.created) } }
-                tr { th { "Parked" } td { (item.view.parked) } }
+                tr { th { "Buffered" } td { (when(&item.view.created)) } }
+                tr { th { "Parked" } td { (when(&item.view.parked)) } }
                 tr { th { "Last error" } td { (item.reason) } }
             }
         }

@@ -1,0 +1,444 @@
+//! The operator console in a real browser: headless Chromium driven through
+//! chromedriver (WebDriver). An operator logs in, sees a message parked because the ERP
+//! answered 503, retries it from the page once the ERP is back and the ERP receives it,
+//! discards another, exports the parked set, finds a 500 by its incident id, and
+//! disables a key.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium
+//! chromium-driver`); without them the test is skipped, except in CI (`CI=true`), where
+//! it fails. With `SWITCHYARD_SCREENSHOTS=docs/screenshots` it saves a PNG of each page
+//! there (the README's pictures).
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A program on the `PATH` (or named by `env`).
+fn program(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var(env) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// chromedriver as a child process, stopped on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver(driver: &Path, log: &Path) -> Driver {
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", log.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver.display()));
+    let driver = Driver { child, port };
+    wait_until("chromedriver listens", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    driver
+}
+
+async fn browser(driver: &Driver, chromium: &Path) -> Client {
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1000"]
+        }
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object literal")
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("chromedriver starts a Chromium session")
+}
+
+/// Where screenshots go: `SWITCHYARD_SCREENSHOTS`, or the plant's directory (taken
+/// either way, so a page that cannot be captured fails the test).
+fn screenshot_dir(plant: &TestPlant) -> PathBuf {
+    match std::env::var("SWITCHYARD_SCREENSHOTS") {
+        Ok(dir) => {
+            let dir = PathBuf::from(dir);
+            let dir = if dir.is_absolute() {
+                dir
+            } else {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
+            };
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        }
+        Err(_) => plant.dir.path().to_path_buf(),
+    }
+}
+
+async fn screenshot(client: &Client, dir: &Path, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(client: &Client) -> String {
+    client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Clicks `css`, then waits for the page that has `then` (a click that submits a form
+/// returns before the next page is there).
+async fn click_to(client: &Client, css: &str, then: &str) -> fantoccini::elements::Element {
+    click(client, css).await;
+    client
+        .wait()
+        .for_element(Locator::Css(then))
+        .await
+        .unwrap_or_else(|e| panic!("after clicking {css}, no {then}: {e}"))
+}
+
+/// Waits until the browser is at `path`.
+async fn wait_for_path(client: &Client, path: &str) {
+    for _ in 0..100 {
+        if path_of(client).await == path {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(path_of(client).await, path);
+}
+
+async fn path_of(client: &Client) -> String {
+    let url = client.current_url().await.unwrap();
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+/// Buffers a report to the ERP through `CachedCall`: its message id.
+async fn buffer_report(plant: &TestPlant, tank: &str) -> String {
+    let r = plant
+        .run(
+            "T-1",
+            "Cached",
+            json!({ "system": "Stub", "method": "PostReading",
+                    "args": { "tank": tank, "level": 97.5 } }),
+        )
+        .await;
+    assert_eq!(r["value"]["status"], "buffered", "{r}");
+    r["value"]["id"].as_str().unwrap().to_string()
+}
+
+/// Whether the ERP has seen a delivery attempt of message `id`.
+fn received(stub: &HttpStub, id: &str) -> bool {
+    stub.seen().iter().any(|s| {
+        s.headers
+            .get("idempotency-key")
+            .is_some_and(|k| k.to_str().ok() == Some(id))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_puts_a_parked_message_back_from_the_browser() {
+    let chromium = program(
+        "SWITCHYARD_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let driver = program("SWITCHYARD_CHROMEDRIVER", &["chromedriver"]);
+    let (Some(chromium), Some(driver)) = (chromium, driver) else {
+        let reason =
+            "chromium and chromedriver are needed (apt-get install chromium chromium-driver)";
+        assert!(!in_ci(), "{reason}: they are required in CI");
+        eprintln!("skipped: {reason}");
+        return;
+    };
+
+    // The ERP is failing: every report is parked after its 3 retries, 1 s apart.
+    let erp = HttpStub::start().await;
+    erp.set_default(Reply::json(503, json!({ "error": "maintenance" })));
+    let mut plant = TestPlant::new(&Peers {
+        stub: erp.addr.to_string(),
+        ..Peers::default()
+    });
+    plant.start().await;
+    let to_retry = buffer_report(&plant, "T-1 high").await;
+    let to_discard = buffer_report(&plant, "T-1 again").await;
+    wait_until_async(
+        "both reports are parked",
+        Duration::from_secs(60),
+        || async { plant.counts("plant-a").await == (0, 2) },
+    )
+    .await;
+    let (status, failure) = plant.call("Broken", json!({})).await;
+    assert_eq!(status, 500, "{failure}");
+    let incident = failure["incident"].as_str().unwrap().to_string();
+
+    let shots = screenshot_dir(&plant);
+    let driver = start_driver(&driver, &plant.dir.path().join("chromedriver.log")).await;
+    let client = browser(&driver, &chromium).await;
+    let base = format!("http://127.0.0.1:{}", plant.central_port);
+
+    // Nothing without logging in.
+    client.goto(&format!("{base}/ui/parked")).await.unwrap();
+    assert_eq!(path_of(&client).await, "/ui/login");
+    screenshot(&client, &shots, "login").await;
+    client
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap();
+    click(&client, "form[action='/ui/login'] button").await;
+    wait_for_path(&client, "/ui").await;
+    let cookie = client.get_named_cookie("sy_session").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+    assert!(!cookie.value().contains(ADMIN_TOKEN));
+
+    // The overview: both sites reachable and current, the ERP queue with 2 parked.
+    let overview = text(&client).await;
+    assert!(
+        overview.contains("plant-a") && overview.contains("plant-b"),
+        "{overview}"
+    );
+    assert_eq!(overview.matches("reachable").count(), 2, "{overview}");
+    assert_eq!(overview.matches("current").count(), 2, "{overview}");
+    assert!(
+        !overview.contains("unreachable") && !overview.contains("not current"),
+        "{overview}"
+    );
+    let row = client
+        .find(Locator::XPath("//tr[td='Stub']"))
+        .await
+        .expect("a queue row for the ERP")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["external", "Stub", "0", "2"],
+        "{row}"
+    );
+    // The plot has at least this view's sample of the two parked messages.
+    let plot = client
+        .find(Locator::Css("svg.spark title"))
+        .await
+        .expect("the overview has its plot");
+    assert!(
+        plot.html(true).await.unwrap().contains("parked now 2"),
+        "{}",
+        plot.html(true).await.unwrap()
+    );
+    assert!(client.find(Locator::Css("svg.spark .parked")).await.is_ok());
+    screenshot(&client, &shots, "overview").await;
+
+    // The parked list, filtered to the ERP: both reports, with the 503 as the reason.
+    client
+        .goto(&format!("{base}/ui/parked?site=plant-a&target=stub&q=503"))
+        .await
+        .unwrap();
+    let list = text(&client).await;
+    assert!(list.contains("2 parked messages"), "{list}");
+    assert!(list.contains("503"), "{list}");
+    screenshot(&client, &shots, "parked").await;
+
+    // The ERP is back; retry the first report from the page, after a confirmation.
+    erp.set_default(Reply::json(200, json!({ "ok": true })));
+    let seen_before = erp.seen().len();
+    click(&client, &format!("input[value='plant-a/{to_retry}']")).await;
+    click_to(&client, "button[value=retry]", "#confirm").await;
+    let confirm = text(&client).await;
+    assert!(confirm.contains("Retry 1 parked message?"), "{confirm}");
+    assert!(
+        confirm.contains(&to_retry) && !confirm.contains(&to_discard),
+        "{confirm}"
+    );
+    screenshot(&client, &shots, "confirm").await;
+    let outcome = click_to(&client, "#confirm", "#outcome").await;
+    assert_eq!(outcome.text().await.unwrap(), "1 message back to pending.");
+    wait_until(
+        "the ERP receives the retried report",
+        Duration::from_secs(30),
+        || {
+            erp.seen()[seen_before..].iter().any(|s| {
+                s.headers
+                    .get("idempotency-key")
+                    .is_some_and(|k| k.to_str().ok() == Some(to_retry.as_str()))
+                    && s.body["tank"] == "T-1 high"
+            })
+        },
+    )
+    .await;
+    wait_until_async(
+        "the retried report is delivered",
+        Duration::from_secs(30),
+        || async { plant.counts("plant-a").await == (0, 1) },
+    )
+    .await;
+    assert!(received(&erp, &to_discard), "the other report was tried");
+
+    // Export what is still parked, as the browser's session (JSON and CSV).
+    let session = format!("sy_session={}", cookie.value());
+    for format in ["json", "csv"] {
+        let response = http()
+            .get(format!(
+                "{base}/ui/parked/export?site=plant-a&format={format}"
+            ))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{format}");
+        let disposition = response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            disposition.starts_with("attachment; filename=\"parked-"),
+            "{disposition}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains(&to_discard) && !body.contains(&to_retry),
+            "{format}: {body}"
+        );
+        if format == "json" {
+            let rows: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(rows.as_array().unwrap().len(), 1, "{body}");
+            assert_eq!(rows[0]["payload"]["params"]["tank"], "T-1 again", "{body}");
+        } else {
+            let mut lines = body.lines();
+            assert_eq!(
+                lines.next(),
+                Some("site,id,category,target,attempts,created,parked,reason,payload")
+            );
+            assert!(
+                lines
+                    .next()
+                    .unwrap()
+                    .starts_with(&format!("plant-a,{to_discard},external,Stub,"))
+            );
+        }
+    }
+
+    // The other report: its details, then discard it.
+    client
+        .goto(&format!("{base}/ui/parked/plant-a/{to_discard}"))
+        .await
+        .unwrap();
+    let detail = text(&client).await;
+    assert!(
+        detail.contains("T-1 again") && detail.contains("PostReading"),
+        "{detail}"
+    );
+    assert!(!detail.contains("stub-key-123"), "no credentials: {detail}");
+    screenshot(&client, &shots, "detail").await;
+    click_to(&client, "button[value=discard]", "#confirm").await;
+    assert!(text(&client).await.contains("Discard 1 parked message?"));
+    let outcome = click_to(&client, "#confirm", "#outcome").await;
+    assert_eq!(outcome.text().await.unwrap(), "1 message discarded.");
+    assert_eq!(plant.counts("plant-a").await, (0, 0));
+    let delivered_once = erp.seen().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        erp.seen().len(),
+        delivered_once,
+        "a discarded report is never sent"
+    );
+
+    // The failure log: the 500, found by its incident id.
+    client
+        .goto(&format!("{base}/ui/failures?incident={incident}"))
+        .await
+        .unwrap();
+    let failures = text(&client).await;
+    assert!(failures.contains("1 failure"), "{failures}");
+    let row = client.find(Locator::Css("tbody tr")).await.unwrap();
+    assert_eq!(
+        row.find(Locator::Css(".status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "500"
+    );
+    assert_eq!(
+        row.find(Locator::Css(".incident"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        incident
+    );
+    assert!(
+        failures.contains("INTERNAL-DETAIL-7731"),
+        "the detail is there: {failures}"
+    );
+    client.goto(&format!("{base}/ui/failures")).await.unwrap();
+    screenshot(&client, &shots, "failures").await;
+
+    // Keys: disable `other` from the page; it is refused at once.
+    client.goto(&format!("{base}/ui/keys")).await.unwrap();
+    screenshot(&client, &shots, "keys").await;
+    let outcome = click_to(&client, "#key-other button", "#outcome")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(outcome.starts_with("Key other disabled"), "{outcome}");
+    let status = http()
+        .get(format!("{base}/openapi.json"))
+        .header("X-API-Key", OTHER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+
+    // Logging out ends it.
+    click(&client, "form[action='/ui/logout'] button").await;
+    wait_for_path(&client, "/ui/login").await;
+    client.goto(&format!("{base}/ui")).await.unwrap();
+    assert_eq!(path_of(&client).await, "/ui/login");
+    client.close().await.unwrap();
+}
