@@ -228,7 +228,8 @@ async fn an_operator_puts_a_parked_message_back_from_the_browser() {
     });
     plant.start().await;
     let to_retry = buffer_report(&plant, "T-1 high").await;
-    let to_discard = buffer_report(&plant, "T-1 again").await;
+    // A password in a URL inside the payload: shown and exported masked.
+    let to_discard = buffer_report(&plant, "T-1 again, see http://op:hunter2@historian/x").await;
     wait_until_async(
         "both reports are parked",
         Duration::from_secs(60),
@@ -369,10 +370,14 @@ async fn an_operator_puts_a_parked_message_back_from_the_browser() {
             body.contains(&to_discard) && !body.contains(&to_retry),
             "{format}: {body}"
         );
+        assert!(!body.contains("hunter2"), "{format}: {body}");
         if format == "json" {
             let rows: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(rows.as_array().unwrap().len(), 1, "{body}");
-            assert_eq!(rows[0]["payload"]["params"]["tank"], "T-1 again", "{body}");
+            assert_eq!(
+                rows[0]["payload"]["params"]["tank"], "T-1 again, see http://op:***@historian/x",
+                "{body}"
+            );
         } else {
             let mut lines = body.lines();
             assert_eq!(
@@ -398,7 +403,10 @@ async fn an_operator_puts_a_parked_message_back_from_the_browser() {
         detail.contains("T-1 again") && detail.contains("PostReading"),
         "{detail}"
     );
-    assert!(!detail.contains("stub-key-123"), "no credentials: {detail}");
+    assert!(
+        detail.contains("http://op:***@historian/x") && !detail.contains("hunter2"),
+        "the password is masked: {detail}"
+    );
     screenshot(&client, &shots, "detail").await;
     click_to(&client, "button[value=discard]", "#confirm").await;
     assert!(text(&client).await.contains("Discard 1 parked message?"));

@@ -81,3 +81,57 @@ async fn not_found(Extension(session): Extension<session::Session>) -> Response 
         "There is no such page.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt;
+
+    async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, String, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            location,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn without_an_admin_token_the_console_is_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &path,
+            "[central]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n",
+        )
+        .unwrap();
+        let config = switchyard_core::config::Config::load(&path).unwrap();
+        let app = crate::app(crate::Central::start(config).await.unwrap());
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let (status, location, _) = send(&app, get("/ui")).await;
+        assert_eq!(
+            (status, location.as_str()),
+            (StatusCode::SEE_OTHER, "/ui/login")
+        );
+        let (status, _, body) = send(&app, get("/ui/login")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("console is disabled"), "{body}");
+        let login = Request::post("/ui/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("token=anything-at-all"))
+            .unwrap();
+        let (status, _, body) = send(&app, login).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("console is disabled"), "{body}");
+    }
+}
