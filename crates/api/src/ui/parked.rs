@@ -416,7 +416,6 @@ pub(crate) async fn confirm(
         Err(message) => return bad_request(&session, &message),
     };
     let mut sites: Vec<String> = chosen.iter().map(|(s, _)| s.clone()).collect();
-    sites.dedup();
     sites.sort();
     sites.dedup();
     let scan = scan(&console, &sites).await;

@@ -37,13 +37,22 @@ const MAX_FORM: usize = 512 * 1024;
 pub(crate) const CSRF_FIELD: &str = "csrf";
 
 /// What a handler knows about the operator's session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Session {
     /// The token every state-changing form must carry.
     pub(crate) csrf: String,
     id: String,
     token_hash: [u8; 32],
     expires: Instant,
+}
+
+/// Never prints the id or the CSRF token.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The in-memory session table.
@@ -258,6 +267,8 @@ mod tests {
         assert!(!session.csrf_matches(None));
         assert!(!session.csrf_matches(Some("")));
         assert!(!session.csrf_matches(Some(&sessions.open(&secret("x")).csrf)));
+        let printed = format!("{session:?}");
+        assert!(!printed.contains(&session.csrf) && !printed.contains(&session.id));
         let cookie = session.cookie();
         let cookie = cookie.to_str().unwrap();
         for part in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
