@@ -260,6 +260,12 @@ async fn the_console_needs_a_session_and_every_post_its_csrf_token() {
             "neither an RFC 3339 time",
         ),
         ("/ui/failures?page=0", 400, "page must be a number"),
+        ("/ui/failures?page=18446744073709551615", 200, "0 failures"),
+        (
+            "/ui/parked?page=18446744073709551615",
+            200,
+            "No parked messages match",
+        ),
         ("/ui/parked?page=x", 400, "page must be a number"),
         ("/ui/parked?site=nowhere", 400, "no site named"),
         ("/ui/parked?category=fax", 400, "not a category"),

@@ -191,7 +191,7 @@ pub(crate) async fn page(
                     th { "Incident" } th.num { "ms" } th { "Detail" }
                 } }
                 tbody {
-                    @for r in matching.iter().skip((page - 1) * PAGE).take(PAGE) {
+                    @for r in matching.iter().skip((page - 1).saturating_mul(PAGE)).take(PAGE) {
                         tr {
                             td.nowrap { (when(&r.time)) }
                             td { (r.method) }

@@ -195,7 +195,7 @@ pub(crate) async fn list(
     let shown: Vec<&Found> = scan
         .items
         .iter()
-        .skip((page - 1) * PAGE)
+        .skip((page - 1).saturating_mul(PAGE))
         .take(PAGE)
         .collect();
     let site_names: Vec<String> = console
