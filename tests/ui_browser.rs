@@ -314,7 +314,7 @@ async fn an_operator_puts_a_parked_message_back_from_the_browser() {
     erp.set_default(Reply::json(200, json!({ "ok": true })));
     let seen_before = erp.seen().len();
     click(&client, &format!("input[value='plant-a/{to_retry}']")).await;
-    click_to(&client, "button[value=retry]", "#confirm").await;
+    click_to(&client, "#retry-selected", "#confirm").await;
     let confirm = text(&client).await;
     assert!(confirm.contains("Retry 1 parked message?"), "{confirm}");
     assert!(

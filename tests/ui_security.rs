@@ -7,6 +7,8 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+use std::time::Duration;
 
 /// A client that shows redirects instead of following them, and keeps no cookies.
 fn browserless() -> reqwest::Client {
@@ -101,6 +103,14 @@ impl Console {
         assert!(!body.contains(ADMIN_TOKEN), "{path} shows the admin token");
         (status, body)
     }
+}
+
+/// The values of a page's hidden `msg` fields (the messages a form acts on).
+fn selected(page: &str) -> Vec<String> {
+    page.split("name=\"msg\" value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
 }
 
 /// The CSRF token in a page's forms.
@@ -312,6 +322,66 @@ async fn the_console_needs_a_session_and_every_post_its_csrf_token() {
         assert!(status.is_client_error(), "{path}: {status}");
         assert!(body.contains(says), "{path}: {body}");
     }
+
+    // "All matching": two reports to a system that is down, parked after its 2 retries,
+    // discarded together after the confirmation listed exactly them.
+    for _ in 0..2 {
+        let r = plant
+            .run(
+                "T-1",
+                "Cached",
+                json!({ "system": "Down", "method": "Ping", "args": {} }),
+            )
+            .await;
+        assert_eq!(r["value"]["status"], "buffered", "{r}");
+    }
+    wait_until_async("both are parked", Duration::from_secs(60), || async {
+        plant.counts("plant-a").await == (0, 2)
+    })
+    .await;
+    let (_, list) = console.page("/ui/parked?target=down", &cookie).await;
+    assert!(list.contains("Discard all 2 matching"), "{list}");
+    let all = [
+        ("csrf", csrf.as_str()),
+        ("all", "1"),
+        ("action", "discard"),
+        ("site", "plant-a"),
+        ("category", "external"),
+        ("target", "down"),
+        ("q", ""),
+    ];
+    let response = console
+        .send("POST", "/ui/parked/confirm", Some(&cookie), &all)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let confirm = response.text().await.unwrap();
+    assert!(confirm.contains("Discard 2 parked messages?"), "{confirm}");
+    let chosen = selected(&confirm);
+    assert_eq!(chosen.len(), 2, "{confirm}");
+    assert_eq!(
+        plant.counts("plant-a").await,
+        (0, 2),
+        "nothing happens before the confirmation"
+    );
+    let mut apply = vec![("csrf", csrf.as_str()), ("action", "discard")];
+    apply.extend(chosen.iter().map(|m| ("msg", m.as_str())));
+    let response = console
+        .send("POST", "/ui/parked/apply", Some(&cookie), &apply)
+        .await;
+    let done = response.text().await.unwrap();
+    assert!(done.contains("2 messages discarded."), "{done}");
+    assert_eq!(plant.counts("plant-a").await, (0, 0));
+    let response = console
+        .send("POST", "/ui/parked/confirm", Some(&cookie), &all)
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("No parked messages match")
+    );
 
     // Logging out ends the session (with its token, like every POST).
     let response = console

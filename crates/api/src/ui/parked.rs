@@ -23,6 +23,9 @@ const PAGE: usize = 50;
 /// Parked messages read from one site at most for a search (oldest first).
 const MAX_SCAN: usize = 10_000;
 
+/// Messages one retry or discard acts on at most.
+const MAX_BULK: usize = 1_000;
+
 /// Messages asked of a site per request while scanning.
 const SCAN_PAGE: usize = 1_000;
 
@@ -257,9 +260,19 @@ pub(crate) async fn list(
                     }
                 }
                 div.actions {
-                    button type="submit" name="action" value="retry" { "Retry selected" }
-                    button.danger type="submit" name="action" value="discard" { "Discard selected" }
+                    button #retry-selected type="submit" name="action" value="retry" { "Retry selected" }
+                    button.danger #discard-selected type="submit" name="action" value="discard" { "Discard selected" }
                 }
+            }
+            form.actions method="post" action="/ui/parked/confirm" {
+                (csrf_field(&session))
+                input type="hidden" name="all" value="1";
+                input type="hidden" name="site" value=(filter.site);
+                input type="hidden" name="category" value=(filter.category);
+                input type="hidden" name="target" value=(filter.target);
+                input type="hidden" name="q" value=(filter.q);
+                button #retry-all type="submit" name="action" value="retry" { "Retry all " (total) " matching" }
+                button.danger #discard-all type="submit" name="action" value="discard" { "Discard all " (total) " matching" }
             }
             div.actions {
                 @if page > 1 {
@@ -382,6 +395,7 @@ fn selection(
 ) -> Result<(Action, Vec<(String, String)>), String> {
     let action = Action::parse(fields.get("action"))?;
     let registry = console.central.registry();
+    let mut seen = std::collections::HashSet::new();
     let mut chosen: Vec<(String, String)> = Vec::new();
     for value in fields.all("msg") {
         let (site, id) = value
@@ -392,17 +406,57 @@ fn selection(
             return Err(format!("There is no site named “{site}”."));
         }
         let pair = (site.to_string(), id.to_string());
-        if !chosen.contains(&pair) {
+        if seen.insert(pair.clone()) {
             chosen.push(pair);
+        }
+        if chosen.len() > MAX_BULK {
+            return Err(format!("Select at most {MAX_BULK} messages at once."));
         }
     }
     if chosen.is_empty() {
         return Err("Select at least one message.".into());
     }
-    if chosen.len() > MAX_SCAN {
-        return Err(format!("Select at most {MAX_SCAN} messages at once."));
-    }
     Ok((action, chosen))
+}
+
+/// "All matching": the messages the submitted filters match, at most [`MAX_BULK`]
+/// (newest first), and a note when there are more.
+async fn all_matching(
+    console: &Console,
+    fields: &Fields,
+) -> Result<(Action, Vec<(String, String)>, Option<String>), String> {
+    let action = Action::parse(fields.get("action"))?;
+    let field = |name: &str| fields.get(name).unwrap_or("").to_string();
+    let filter = Filter {
+        site: field("site"),
+        category: field("category"),
+        target: field("target"),
+        q: field("q"),
+        ..Filter::default()
+    };
+    let scan = search(console, &filter).await?;
+    if !scan.problems.is_empty() {
+        return Err(format!(
+            "Not every matching message could be read, so none is selected: {}",
+            scan.problems.join(" ")
+        ));
+    }
+    let total = scan.items.len();
+    if total == 0 {
+        return Err("No parked messages match.".into());
+    }
+    let chosen = scan
+        .items
+        .into_iter()
+        .take(MAX_BULK)
+        .map(|f| (f.site, f.view.id))
+        .collect();
+    let note = (total > MAX_BULK).then(|| {
+        format!(
+            "These are the newest {MAX_BULK} of the {total} matching messages; repeat for the rest."
+        )
+    });
+    Ok((action, chosen, note))
 }
 
 /// `POST /ui/parked/confirm`: shows what would be retried or discarded.
@@ -411,8 +465,13 @@ pub(crate) async fn confirm(
     Extension(session): Extension<Session>,
     Extension(fields): Extension<Fields>,
 ) -> Response {
-    let (action, chosen) = match selection(&console, &fields) {
-        Ok(selection) => selection,
+    let chosen = if fields.get("all").is_some() {
+        all_matching(&console, &fields).await
+    } else {
+        selection(&console, &fields).map(|(action, chosen)| (action, chosen, None))
+    };
+    let (action, chosen, note) = match chosen {
+        Ok(chosen) => chosen,
         Err(message) => return bad_request(&session, &message),
     };
     let mut sites: Vec<String> = chosen.iter().map(|(s, _)| s.clone()).collect();
@@ -431,6 +490,9 @@ pub(crate) async fn confirm(
         @match action {
             Action::Retry => p { "They go back to pending with their attempts reset, and are delivered at the next try." },
             Action::Discard => p.notice { "Discarded messages are deleted for good: they are never delivered." },
+        }
+        @if let Some(note) = &note {
+            p.notice { (note) }
         }
         (problems(&scan))
         table {
