@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod registry;
 pub mod router;
 pub mod site_client;
+mod ui;
 
 pub use central::{Central, CentralError};
 pub use host::central_engine;

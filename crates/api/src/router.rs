@@ -1,8 +1,8 @@
 //! Central's HTTP surface: `/api/{method}`, `/health`, `/ready`, `/metrics`,
-//! `/openapi.json`, and the admin endpoints.
+//! `/openapi.json`, the admin endpoints and the operator console (`/ui`).
 
-use crate::admin;
 use crate::central::{Central, error_body};
+use crate::{admin, ui};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -28,6 +28,8 @@ pub fn app(central: Arc<Central>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .nest("/admin", admin::router(central.clone()))
+        // The operator console: its own login, sessions and CSRF checks.
+        .merge(ui::router(central.clone()))
         .fallback(|| async {
             error_body(
                 StatusCode::NOT_FOUND,

@@ -164,6 +164,22 @@ pub struct Health {
     pub pending: u64,
     /// Store-and-forward messages parked.
     pub parked: u64,
+    /// The same counts per category and target (empty from a site of an earlier release).
+    #[serde(default)]
+    pub queues: Vec<QueueCounts>,
+}
+
+/// Store-and-forward counts of one queue: a category and its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// `external`, `database` or `notification`.
+    pub category: String,
+    /// System, connection or list.
+    pub target: String,
+    /// Messages waiting for delivery.
+    pub pending: u64,
+    /// Messages parked.
+    pub parked: u64,
 }
 
 /// A parked message as operators see it.

@@ -17,7 +17,7 @@ use switchyard_core::deadline::DEADLINE_HEADER;
 use switchyard_core::error::codes;
 use switchyard_core::protocol::{
     self, AttributeValues, CallScript, Deployed, ErrorBody, GetAttributes, Health, ParkedList,
-    ParkedView, Role, ScriptResult, SetAttributes,
+    ParkedView, QueueCounts, Role, ScriptResult, SetAttributes,
 };
 use switchyard_core::script::ScriptError;
 use switchyard_core::{Deadline, Failure, FailureClass, MessageId};
@@ -260,6 +260,16 @@ async fn health(State(node): State<Arc<SiteNode>>) -> Response {
         revision: node.runtime().map(|r| r.deployment.revision.clone()),
         pending: counts.iter().map(|c| c.2.pending).sum(),
         parked: counts.iter().map(|c| c.2.parked).sum(),
+        queues: counts
+            .iter()
+            .filter(|(_, _, n)| n.pending > 0 || n.parked > 0)
+            .map(|(category, target, n)| QueueCounts {
+                category: category.to_string(),
+                target: target.clone(),
+                pending: n.pending,
+                parked: n.parked,
+            })
+            .collect(),
     };
     axum::Json(health).into_response()
 }
