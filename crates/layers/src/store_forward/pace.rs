@@ -103,7 +103,7 @@ impl LaneState {
 
     /// Starts a message if the pace allows it now.
     fn try_start(&mut self, now: Instant) -> bool {
-        if !self.ready_at().is_some_and(|at| at <= now) {
+        if self.ready_at().is_none_or(|at| at > now) {
             return false;
         }
         if let Some(interval) = self.interval() {
