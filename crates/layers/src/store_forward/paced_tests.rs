@@ -58,8 +58,26 @@ fn pace(max_rate: Option<f64>, max_in_flight: Option<u32>) -> Arc<Mutex<Pace>> {
     }))
 }
 
-/// Delivery attempts: (target, when it started, deliveries of any target in flight).
-type Log = Arc<Mutex<Vec<(String, Instant, usize)>>>;
+/// Delivery attempts as the peer saw them: (target, when it started, deliveries of any
+/// target in flight), and a signal on every arrival.
+#[derive(Clone)]
+struct Log {
+    attempts: Arc<Mutex<Vec<(String, Instant, usize)>>>,
+    arrived: Arc<tokio::sync::watch::Sender<()>>,
+}
+
+impl Log {
+    fn new() -> Self {
+        Log {
+            attempts: Arc::default(),
+            arrived: Arc::new(tokio::sync::watch::channel(()).0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Instant, usize)>> {
+        self.attempts.lock().unwrap()
+    }
+}
 
 /// A peer taking `work` per message, recording each arrival and the concurrency seen.
 fn peer(
@@ -72,7 +90,7 @@ fn peer(
     + Send
     + 'static,
 ) {
-    let log: Log = Arc::default();
+    let log = Log::new();
     let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = log.clone();
     let service = service_fn(move |m: StoredMessage| {
@@ -81,8 +99,8 @@ fn peer(
             use std::sync::atomic::Ordering::SeqCst;
             let now_busy = busy.fetch_add(1, SeqCst) + 1;
             seen.lock()
-                .unwrap()
                 .push((m.target.clone(), Instant::now(), now_busy));
+            seen.arrived.send_replace(());
             tokio::time::sleep(work).await;
             busy.fetch_sub(1, SeqCst);
             match fail {
@@ -96,13 +114,25 @@ fn peer(
 
 fn arrivals(log: &Log, target: &str) -> Vec<Instant> {
     log.lock()
-        .unwrap()
         .iter()
         .filter(|a| a.0 == target)
         .map(|a| a.1)
         .collect()
 }
 
+/// Waits until `n` attempts for `target` reached the peer. Woken by the arrivals, not
+/// by polling: with the clock paused, a poll loop lets the clock run ahead whenever
+/// the outbox's writer thread is busy, which would stretch every figure measured.
+async fn arrived(log: &Log, target: &str, n: usize) {
+    let mut changes = log.arrived.subscribe();
+    let reached = changes.wait_for(|_| arrivals(log, target).len() >= n);
+    tokio::time::timeout(Duration::from_secs(3600), reached)
+        .await
+        .unwrap_or_else(|_| panic!("{n} {target} attempts did not arrive"))
+        .unwrap();
+}
+
+/// Polls (after the measurements) until `done`.
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..100_000 {
         if done() {
@@ -123,7 +153,7 @@ async fn a_paced_backlog_drains_at_its_rate() {
     let _forwarder = Forwarder::new(outbox.clone(), service, ForwarderOptions::default())
         .with_pacing(erp_paced(pace(Some(100.0), None)))
         .spawn();
-    wait_until("all delivered", || outbox.pending_total() == 0).await;
+    arrived(&log, "ERP", 300).await;
     let times = arrivals(&log, "ERP");
     assert_eq!(times.len(), 300);
     // A burst of 1 + 100 × 0.1 s, then one every 10 ms.
@@ -148,8 +178,8 @@ async fn max_in_flight_one_never_overlaps() {
     let _forwarder = Forwarder::new(outbox.clone(), service, ForwarderOptions::default())
         .with_pacing(erp_paced(pace(None, Some(1))))
         .spawn();
-    wait_until("all delivered", || outbox.pending_total() == 0).await;
-    let log = log.lock().unwrap().clone();
+    arrived(&log, "ERP", 20).await;
+    let log = log.lock().clone();
     assert_eq!(log.len(), 20);
     assert!(log.iter().all(|a| a.2 == 1), "never two at once");
     assert!(Instant::now() - begin >= Duration::from_millis(20 * 50));
@@ -168,16 +198,13 @@ async fn a_paced_backlog_does_not_hold_up_other_targets() {
     let _forwarder = Forwarder::new(outbox.clone(), service, ForwarderOptions::default())
         .with_pacing(erp_paced(pace(Some(10.0), None)))
         .spawn();
-    wait_until("MES delivered", || arrivals(&log, "MES").len() == 50).await;
+    arrived(&log, "MES", 50).await;
     let mes_done = Instant::now() - begin;
     assert!(mes_done < Duration::from_secs(1), "MES waited {mes_done:?}");
     // A message enqueued later, for an unpaced target, goes at once too.
     fill(&outbox, "MES", 1, RetryPolicy::default()).await;
     let asked = Instant::now();
-    wait_until("the late one delivered", || {
-        arrivals(&log, "MES").len() == 51
-    })
-    .await;
+    arrived(&log, "MES", 51).await;
     assert!(Instant::now() - asked < Duration::from_millis(500));
     let erp = arrivals(&log, "ERP").len();
     let at_pace = (Instant::now() - begin).as_secs_f64() * 10.0 + 2.0;
@@ -205,6 +232,7 @@ async fn waiting_for_the_pace_costs_no_attempts() {
     let _forwarder = Forwarder::new(outbox.clone(), service, ForwarderOptions::default())
         .with_pacing(erp_paced(pace(Some(2.0), Some(1))))
         .spawn();
+    arrived(&log, "ERP", 20).await;
     wait_until("all parked", || {
         outbox.counts().first().is_some_and(|c| c.2.parked == 10)
     })
@@ -212,6 +240,44 @@ async fn waiting_for_the_pace_costs_no_attempts() {
     assert_eq!(arrivals(&log, "ERP").len(), 20, "two attempts each");
     let page = outbox.list_parked(None, 100).unwrap();
     assert!(page.items.iter().all(|p| p.message.attempts == 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_paced_lanes_each_keep_their_own_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open(dir.path());
+    // Interleaved in due order: ERP, MES, ERP, MES, …
+    for _ in 0..100 {
+        fill(&outbox, "ERP", 1, RetryPolicy::default()).await;
+        fill(&outbox, "MES", 1, RetryPolicy::default()).await;
+    }
+    let (log, service) = peer(Duration::from_millis(1), None);
+    let pacing = |category, target: &str| {
+        Some(Lane {
+            category,
+            name: target.to_string(),
+            pace: Pace {
+                max_rate: Some(if target == "ERP" { 20.0 } else { 10.0 }),
+                max_in_flight: None,
+            },
+        })
+    };
+    let begin = Instant::now();
+    let _forwarder = Forwarder::new(outbox.clone(), service, ForwarderOptions::default())
+        .with_pacing(pacing)
+        .spawn();
+    arrived(&log, "ERP", 100).await;
+    let erp_took = (Instant::now() - begin).as_secs_f64();
+    let mes_by_then = arrivals(&log, "MES").len();
+    arrived(&log, "MES", 100).await;
+    let mes_took = (Instant::now() - begin).as_secs_f64();
+    // 100 at 20/s after a burst of 3: about 4.85 s; 100 at 10/s after 2: about 9.8 s.
+    assert!((4.7..5.3).contains(&erp_took), "ERP took {erp_took:.2} s");
+    assert!((9.6..10.3).contains(&mes_took), "MES took {mes_took:.2} s");
+    assert!(
+        (48..=54).contains(&mes_by_then),
+        "{mes_by_then} MES while ERP drained"
+    );
 }
 
 /// In real time: with a paused clock, every wait for the outbox's writer thread lets
