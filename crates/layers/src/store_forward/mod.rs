@@ -136,6 +136,3 @@ where
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod paced_tests;

@@ -1,10 +1,15 @@
 //! The paced drain (issue 15), in virtual time: rate, in-flight limit, no head-of-line
 //! blocking of other targets, waiting that costs no attempts, and a pace that changes.
+//! A test binary of its own: the real-time test here would otherwise load the CPU under
+//! the store-and-forward unit tests that run on a paused clock.
 
-use super::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::{Failure, Pace, RetryPolicy, error::codes};
+use switchyard_core::{BoxError, Failure, Pace, RetryPolicy, error::codes};
+use switchyard_layers::store_forward::{
+    Category, FjallOutbox, Forwarder, ForwarderOptions, Lane, OutboxEvent, OutboxOptions,
+    Pacing, StoredMessage, now_ms,
+};
 use tokio::time::Instant;
 use tower::service_fn;
 
