@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::{BoxError, Failure, Pace, RetryPolicy, error::codes};
 use switchyard_layers::store_forward::{
-    Category, FjallOutbox, Forwarder, ForwarderOptions, Lane, OutboxEvent, OutboxOptions,
-    Pacing, StoredMessage, now_ms,
+    Category, FjallOutbox, Forwarder, ForwarderOptions, Lane, OutboxEvent, OutboxOptions, Pacing,
+    StoredMessage, now_ms,
 };
 use tokio::time::Instant;
 use tower::service_fn;

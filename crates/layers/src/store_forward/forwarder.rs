@@ -121,6 +121,30 @@ where
 
     /// Paces the drain per lane: `pacing` names each target's lane and its
     /// `max_rate` / `max_in_flight` (see [`Pacing`]).
+    ///
+    /// ```
+    /// use switchyard_core::{BoxError, Pace};
+    /// use switchyard_layers::store_forward::{
+    ///     FjallOutbox, Forwarder, ForwarderOptions, Lane, OutboxOptions, StoredMessage,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
+    /// let deliver = tower::service_fn(|_: StoredMessage| async { Ok::<(), BoxError>(()) });
+    /// let _forwarder = Forwarder::new(outbox, deliver, ForwarderOptions::default())
+    ///     // The ERP takes 50 messages a second, 4 at a time; every other target is unpaced.
+    ///     .with_pacing(|category, target: &str| {
+    ///         (target == "ERP").then(|| Lane {
+    ///             category,
+    ///             name: target.to_string(),
+    ///             pace: Pace { max_rate: Some(50.0), max_in_flight: Some(4) },
+    ///         })
+    ///     })
+    ///     .spawn();
+    /// # }
+    /// ```
     pub fn with_pacing(mut self, pacing: impl Pacing) -> Self {
         self.pacing = Some(Box::new(pacing));
         self
