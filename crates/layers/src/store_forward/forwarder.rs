@@ -184,6 +184,9 @@ where
         let options = self.options;
         let mut frontier: Option<[u8; 24]> = None;
         let mut last_rewind = tokio::time::Instant::now();
+        // After a lane's walk the frontier gets its turn, so lanes that always have room
+        // (a pace the forwarder cannot reach) never keep new messages from being found.
+        let mut frontier_next = false;
         loop {
             let free = shared.slots.available_permits();
             if free == 0 {
@@ -197,10 +200,14 @@ where
                     lanes.forget_backlogs();
                     frontier = None;
                 }
-                lanes
-                    .refillable(now)
-                    .map(|(lane, from)| (lanes.room(&lane, now).min(free) + 1, lane, from))
+                let refill = if frontier_next {
+                    None
+                } else {
+                    lanes.refillable(now)
+                };
+                refill.map(|(lane, from)| (lanes.room(&lane, now).min(free) + 1, lane, from))
             };
+            frontier_next = refill.is_some();
             let (walk, from, limit) = match refill {
                 Some((limit, lane, from)) => (Walk::Refill(lane), Some(from), limit),
                 None => (Walk::Frontier, frontier.map(next_key), free),
@@ -261,8 +268,9 @@ where
                     if !lock(&shared.lanes).any_backlog() {
                         frontier = None;
                     }
-                    if started == 0 {
-                        let lanes_ready = lock(&shared.lanes).next_ready();
+                    let lanes_ready = lock(&shared.lanes).next_ready();
+                    let lane_waits = lanes_ready.is_some_and(|at| at <= now);
+                    if started == 0 && !lane_waits {
                         wait_for_work(&shared, frontier, options.idle_poll, lanes_ready).await;
                     }
                 }
