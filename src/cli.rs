@@ -173,6 +173,9 @@ pub enum Suite {
     External,
     /// E-mails/s with a pool of 5 SMTP sessions vs one.
     Smtp,
+    /// A backlog of 10,000 buffered calls drained at `max_rate = 500` vs unpaced,
+    /// counted per second at the HTTP peer.
+    Drain,
     /// All of the above.
     All,
 }

@@ -483,6 +483,9 @@ async fn bench(suite: Suite, duration: Duration, drain: usize, smtp_delay: Durat
     if all || matches!(suite, Suite::Smtp) {
         bench::suites::smtp(duration, smtp_delay).await;
     }
+    if all || matches!(suite, Suite::Drain) {
+        bench::drain::run(10_000).await;
+    }
     Ok(())
 }
 

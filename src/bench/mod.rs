@@ -7,8 +7,10 @@
 //! cargo run --release -- bench site-client   # central's site client vs the echo
 //! cargo run --release -- bench external      # ExternalSystem.Call vs raw reqwest; CachedWrite drain
 //! cargo run --release -- bench smtp          # e-mails/s, pool of 5 vs one connection
+//! cargo run --release -- bench drain         # a 10,000-call backlog at max_rate 500 vs unpaced
 //! ```
 
+pub mod drain;
 pub mod echo;
 pub mod load;
 pub mod plant;

@@ -178,6 +178,18 @@ fn config(central_port: u16, site_port: u16, external: SocketAddr, pg_url: &str)
             "params",
             list([param("tank", "String", true), param("level", "Float", true)]),
         );
+    // The same peer behind a paced drain (`bench drain`).
+    c.table("external_systems.Paced")
+        .set("base_url", format!("http://{external}"))
+        .set("timeout", "10s")
+        .set("max_rate", super::drain::RATE);
+    c.table("external_systems.Paced.methods.Post")
+        .set("http_method", "POST")
+        .set("path", "/paced")
+        .set(
+            "params",
+            list([param("tank", "String", true), param("level", "Float", true)]),
+        );
     c.table("databases.Historian")
         .set("url", "sqlite://historian.db")
         .set("max_connections", 4)

@@ -414,6 +414,7 @@ pub async fn smtp(duration: Duration, delay: Duration) {
             timeout: Duration::from_secs(10),
             max_connections: sessions,
             retry: RetryPolicy::default(),
+            pace: Default::default(),
             ca_pem: None,
         };
         let notifier =

@@ -76,6 +76,10 @@ async fn ready(State(central): State<Arc<Central>>) -> Response {
 async fn metrics(State(central): State<Arc<Central>>) -> Response {
     let pool = central.pool();
     metrics::gauge!("switchyard_script_queue", "pool" => "central").set(pool.queued() as f64);
+    // The failure log lives in central's data dir.
+    if let Some(data_dir) = central.failure_log().path().parent() {
+        switchyard_core::telemetry::record_disk_free(data_dir);
+    }
     (
         StatusCode::OK,
         [(

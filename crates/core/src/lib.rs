@@ -16,6 +16,7 @@ pub mod database;
 pub mod deadline;
 pub mod error;
 pub mod id;
+pub mod pace;
 pub mod protocol;
 pub mod retry;
 pub mod script;
@@ -27,6 +28,7 @@ pub mod units;
 pub use deadline::Deadline;
 pub use error::{Failure, FailureClass};
 pub use id::{IncidentId, MessageId};
+pub use pace::Pace;
 pub use retry::RetryPolicy;
 
 /// Boxed error used across tower boundaries.

@@ -7,16 +7,18 @@ use crate::runtime::{NodeServices, Runtime};
 use crate::state::SiteState;
 use arc_swap::ArcSwapOption;
 use futures::future::BoxFuture;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use switchyard_core::config::{Config, Secret, SiteConfig};
 use switchyard_core::error::codes;
 use switchyard_core::protocol::Deployment;
 use switchyard_core::script::{CompileError, ScriptLimits, ScriptPool};
 use switchyard_core::{BoxError, Failure};
 use switchyard_layers::store_forward::{
-    Category, FjallOutbox, Forwarder, ForwarderHandle, ForwarderOptions, OutboxOptions,
-    StoredMessage,
+    Category, FjallOutbox, Forwarder, ForwarderHandle, ForwarderOptions, Lane, OutboxOptions,
+    Pacing, StoredMessage, now_ms,
 };
 
 /// Why a site node could not start.
@@ -55,6 +57,7 @@ pub struct SiteNode {
     token: Arc<Option<Secret>>,
     deploy_lock: tokio::sync::Mutex<()>,
     forwarder: Mutex<Option<ForwarderHandle>>,
+    _gauges: AbortOnDrop,
 }
 
 impl std::fmt::Debug for SiteNode {
@@ -125,6 +128,11 @@ impl SiteNode {
             site: site.to_string(),
             handle: tokio::runtime::Handle::current(),
         };
+        let gauges = AbortOnDrop(tokio::spawn(refresh_gauges(
+            services.outbox.clone(),
+            data_dir.clone(),
+            settings.min_free_disk,
+        )));
         let node = Arc::new(SiteNode {
             name: site.to_string(),
             settings,
@@ -133,6 +141,7 @@ impl SiteNode {
             token: Arc::new(Some(token)),
             deploy_lock: tokio::sync::Mutex::new(()),
             forwarder: Mutex::new(None),
+            _gauges: gauges,
         });
         node.resume().await;
         node.start_forwarder();
@@ -147,6 +156,7 @@ impl SiteNode {
                 let revision = deployment.revision.clone();
                 match Runtime::build(deployment, self.services.clone()) {
                     Ok(runtime) => {
+                        publish_paces(&runtime.deployment);
                         self.runtime.store(Some(Arc::new(runtime)));
                         tracing::info!(site = %self.name, %revision, "resumed the last deployment");
                     }
@@ -171,11 +181,16 @@ impl SiteNode {
         let dispatch = Dispatch {
             runtime: self.runtime.clone(),
         };
+        let pacing = DeploymentPacing {
+            runtime: self.runtime.clone(),
+        };
         let handle = Forwarder::new(
             self.services.outbox.clone(),
             dispatch,
             ForwarderOptions::default(),
         )
+        // Each target's `max_rate` / `max_in_flight`, from the deployment in force.
+        .with_pacing(pacing)
         .spawn();
         *self.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
     }
@@ -235,9 +250,58 @@ impl SiteNode {
                 message: format!("cannot store the deployment: {e}"),
             }]);
         }
+        publish_paces(&runtime.deployment);
         self.runtime.store(Some(Arc::new(runtime)));
         tracing::info!(site = %self.name, %revision, "deployment active");
         Ok(revision)
+    }
+}
+
+/// Ends a background task with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the read (not counted) gauges are refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Most pending records read to find each target's oldest message.
+const OLDEST_WALK: usize = 100_000;
+
+/// Keeps the gauges that are read rather than counted up to date: the age of each
+/// target's oldest pending message and the free disk under the data dir.
+async fn refresh_gauges(outbox: FjallOutbox, data_dir: PathBuf, min_free_disk: u64) {
+    let dir_label = data_dir.display().to_string();
+    metrics::gauge!("switchyard_disk_min_free_bytes", "dir" => dir_label).set(min_free_disk as f64);
+    loop {
+        let scan = outbox.clone();
+        let dir = data_dir.clone();
+        let oldest = tokio::task::spawn_blocking(move || {
+            switchyard_core::telemetry::record_disk_free(&dir);
+            scan.oldest_pending(OLDEST_WALK)
+        })
+        .await;
+        match oldest {
+            Ok(Ok(oldest)) => {
+                let now = now_ms();
+                for (category, target, _) in outbox.counts() {
+                    let buffered = oldest
+                        .iter()
+                        .find(|(c, t, _)| *c == category && *t == target)
+                        .map(|o| o.2);
+                    let age = buffered.map_or(0.0, |ms| now.saturating_sub(ms) as f64 / 1000.0);
+                    metrics::gauge!("switchyard_sf_oldest_pending_age_seconds", "category" => category.as_str(), "target" => target)
+                        .set(age);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the oldest pending messages"),
+            Err(e) => tracing::warn!(error = %e, "the oldest-pending scan failed"),
+        }
+        tokio::time::sleep(GAUGE_EVERY).await;
     }
 }
 
@@ -293,5 +357,68 @@ impl tower::Service<StoredMessage> for Dispatch {
             };
             result.map_err(BoxError::from)
         })
+    }
+}
+
+/// The forwarder's pacing: each message's lane and pace, read from the deployment in
+/// force when the message is considered (a redeployment's pace applies at once). All
+/// e-mail shares one lane, the SMTP server.
+struct DeploymentPacing {
+    runtime: Arc<ArcSwapOption<Runtime>>,
+}
+
+impl Pacing for DeploymentPacing {
+    fn lane(&self, category: Category, target: &str) -> Option<Lane> {
+        let runtime = self.runtime.load();
+        lane_of(&runtime.as_ref()?.deployment, category, target)
+    }
+}
+
+/// The lane of `target` in `deployment` (paced or not); `None` for an unknown target.
+fn lane_of(deployment: &Deployment, category: Category, target: &str) -> Option<Lane> {
+    let (name, pace) = match category {
+        Category::External => (target, deployment.external_systems.get(target)?.pace),
+        Category::Database => (target, deployment.databases.get(target)?.pace),
+        Category::Notification => (SMTP_LANE, deployment.smtp.as_ref()?.pace),
+    };
+    Some(Lane {
+        category,
+        name: name.to_string(),
+        pace,
+    })
+}
+
+/// The lane name of the SMTP server in metrics.
+const SMTP_LANE: &str = "smtp";
+
+/// Shows each lane's pace in metrics (`0`: unpaced), so an overview can show it.
+fn publish_paces(deployment: &Deployment) {
+    let lanes = deployment
+        .external_systems
+        .keys()
+        .map(|name| (Category::External, name.as_str()))
+        .chain(
+            deployment
+                .databases
+                .keys()
+                .map(|name| (Category::Database, name.as_str())),
+        )
+        .chain(
+            deployment
+                .smtp
+                .as_ref()
+                .map(|_| (Category::Notification, SMTP_LANE)),
+        );
+    for (category, target) in lanes {
+        let Some(lane) = lane_of(deployment, category, target) else {
+            continue;
+        };
+        let labels = [
+            ("category", category.as_str().to_string()),
+            ("target", lane.name),
+        ];
+        metrics::gauge!("switchyard_sf_max_rate", &labels).set(lane.pace.max_rate.unwrap_or(0.0));
+        metrics::gauge!("switchyard_sf_max_in_flight", &labels)
+            .set(lane.pace.max_in_flight.map_or(0.0, f64::from));
     }
 }

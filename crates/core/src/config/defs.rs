@@ -3,6 +3,7 @@
 //! is plain data: script sources are carried inline, secrets as references.
 
 use super::secret::SecretRef;
+use crate::pace::Pace;
 use crate::retry::RetryPolicy;
 use crate::types::{ParamDef, Type};
 use serde::{Deserialize, Serialize};
@@ -228,6 +229,9 @@ pub struct ExternalSystemDef {
     pub timeout: Duration,
     /// Store-and-forward retry settings for `CachedCall`.
     pub retry: RetryPolicy,
+    /// How fast the forwarder may drain buffered calls (`max_rate`, `max_in_flight`).
+    #[serde(default)]
+    pub pace: Pace,
     /// Methods by name.
     pub methods: BTreeMap<String, ExternalMethodDef>,
 }
@@ -254,6 +258,9 @@ pub struct DatabaseDef {
     pub timeout: Duration,
     /// Store-and-forward retry settings for `CachedWrite` (`[5.5-2-rt]`).
     pub retry: RetryPolicy,
+    /// How fast the forwarder may drain buffered writes (`max_rate`, `max_in_flight`).
+    #[serde(default)]
+    pub pace: Pace,
 }
 
 /// SMTP transport security.
@@ -326,6 +333,10 @@ pub struct SmtpDef {
     pub max_connections: u32,
     /// Store-and-forward retry settings (`[6.4-2]`).
     pub retry: RetryPolicy,
+    /// How fast the forwarder may drain buffered e-mails, all lists together
+    /// (`max_rate`, `max_in_flight`).
+    #[serde(default)]
+    pub pace: Pace,
     /// Extra PEM certificate(s) to trust (a private CA, or a test certificate), read
     /// from the config's `ca_file` when the configuration is loaded.
     pub ca_pem: Option<String>,

@@ -3,6 +3,7 @@
 //! what serde cannot (references between sections, script files, value types).
 
 use super::*;
+use crate::pace::Pace;
 use crate::retry::RetryPolicy;
 use crate::types::{ParamDef, Strictness, Type};
 use serde::Deserialize;
@@ -133,6 +134,8 @@ struct RawExternalSystem {
     auth: Option<Spanned<HttpAuth>>,
     timeout: Option<HumanDuration>,
     retry: Option<RetryPolicy>,
+    max_rate: Option<Spanned<toml::Value>>,
+    max_in_flight: Option<Spanned<toml::Value>>,
     #[serde(default)]
     methods: BTreeMap<String, RawExternalMethod>,
 }
@@ -145,6 +148,8 @@ struct RawDatabase {
     max_connections: Option<u32>,
     timeout: Option<HumanDuration>,
     retry: Option<RetryPolicy>,
+    max_rate: Option<Spanned<toml::Value>>,
+    max_in_flight: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +163,8 @@ struct RawSmtp {
     timeout: Option<HumanDuration>,
     max_connections: Option<u32>,
     retry: Option<RetryPolicy>,
+    max_rate: Option<Spanned<toml::Value>>,
+    max_in_flight: Option<Spanned<toml::Value>>,
     ca_file: Option<Spanned<String>>,
 }
 
@@ -771,11 +778,17 @@ impl Loader<'_> {
                 },
             );
         }
-        ok.then(|| ExternalSystemDef {
+        let pace = self.pace(
+            &format!("external_systems.{name}"),
+            raw.max_rate,
+            raw.max_in_flight,
+        );
+        (ok && pace.is_some()).then(|| ExternalSystemDef {
             base_url: raw.base_url.into_inner(),
             auth,
             timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
             retry: raw.retry.unwrap_or_default(),
+            pace: pace.unwrap_or_default(),
             methods,
         })
     }
@@ -824,11 +837,17 @@ impl Loader<'_> {
                 return None;
             }
         };
+        let pace = self.pace(
+            &format!("databases.{name}"),
+            raw.max_rate,
+            raw.max_in_flight,
+        )?;
         Some(DatabaseDef {
             target,
             max_connections: raw.max_connections.unwrap_or(10).max(1),
             timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
             retry: raw.retry.unwrap_or_default(),
+            pace,
         })
     }
 
@@ -884,7 +903,8 @@ impl Loader<'_> {
             TlsMode::Starttls => 587,
             TlsMode::Tls => 465,
         };
-        ok.then(|| SmtpDef {
+        let pace = self.pace("smtp", raw.max_rate, raw.max_in_flight);
+        (ok && pace.is_some()).then(|| SmtpDef {
             host: raw.host,
             port: raw.port.unwrap_or(default_port),
             tls,
@@ -893,8 +913,55 @@ impl Loader<'_> {
             timeout: raw.timeout.map_or(Duration::from_secs(30), |d| d.0),
             max_connections: raw.max_connections.unwrap_or(5).max(1),
             retry: raw.retry.unwrap_or_default(),
+            pace: pace.unwrap_or_default(),
             ca_pem,
         })
+    }
+
+    /// The paced-drain keys of a target (`max_rate`, `max_in_flight`); `None` after
+    /// reporting a bad value, each error naming its key.
+    fn pace(
+        &mut self,
+        what: &str,
+        max_rate: Option<Spanned<toml::Value>>,
+        max_in_flight: Option<Spanned<toml::Value>>,
+    ) -> Option<Pace> {
+        let mut ok = true;
+        let mut pace = Pace::default();
+        if let Some(rate) = max_rate {
+            let checked = match rate.get_ref() {
+                toml::Value::Float(f) => Pace::check_rate(*f),
+                toml::Value::Integer(i) => Pace::check_rate(*i as f64),
+                other => Err(format!(
+                    "must be a number of messages per second greater than 0, found {} `{other}`",
+                    other.type_str()
+                )),
+            };
+            match checked {
+                Ok(rate) => pace.max_rate = Some(rate),
+                Err(e) => {
+                    ok = false;
+                    self.error(rate.span(), format!("{what}.max_rate: {e}"));
+                }
+            }
+        }
+        if let Some(n) = max_in_flight {
+            let checked = match n.get_ref() {
+                toml::Value::Integer(i) => Pace::check_in_flight(*i),
+                other => Err(format!(
+                    "must be a whole number of at least 1, found {} `{other}`",
+                    other.type_str()
+                )),
+            };
+            match checked {
+                Ok(n) => pace.max_in_flight = Some(n),
+                Err(e) => {
+                    ok = false;
+                    self.error(n.span(), format!("{what}.max_in_flight: {e}"));
+                }
+            }
+        }
+        ok.then_some(pace)
     }
 
     fn list(&mut self, name: &str, raw: RawList) -> Option<NotificationListDef> {
@@ -1217,5 +1284,62 @@ x = 1
             text.contains("sites.s.token: the token is too short (1 characters)"),
             "{text}"
         );
+    }
+
+    /// Issue 15: `max_rate` / `max_in_flight` on the three kinds of target; unset is
+    /// unpaced; a bad value is an error naming the key, at its line.
+    #[test]
+    fn paced_drain_keys_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let config = Config::parse(
+            "[external_systems.ERP]\nbase_url = \"http://erp.example\"\nmax_rate = 500\nmax_in_flight = 8\n\
+             [databases.Historian]\nurl = \"sqlite://h.db\"\nmax_rate = 2.5\n\
+             [databases.Other]\nurl = \"sqlite://o.db\"\n\
+             [smtp]\nhost = \"mail.example\"\nfrom = \"a@b.example\"\nmax_in_flight = 1\n",
+            &path,
+        )
+        .unwrap();
+        let erp = config.external_systems["ERP"].pace;
+        assert_eq!((erp.max_rate, erp.max_in_flight), (Some(500.0), Some(8)));
+        assert_eq!(config.databases["Historian"].pace.max_rate, Some(2.5));
+        assert!(!config.databases["Other"].pace.is_paced());
+        assert_eq!(config.smtp.unwrap().pace.max_in_flight, Some(1));
+
+        let errors = Config::parse(
+            "[external_systems.ERP]\nbase_url = \"http://erp.example\"\nmax_rate = 0\nmax_in_flight = 0\n\
+             [databases.Historian]\nurl = \"sqlite://h.db\"\nmax_rate = \"fast\"\n\
+             [smtp]\nhost = \"mail.example\"\nfrom = \"a@b.example\"\nmax_in_flight = 1.5\n",
+            &path,
+        )
+        .unwrap_err();
+        let lines: Vec<(usize, String)> = errors
+            .0
+            .iter()
+            .map(|e| (e.line, e.message.clone()))
+            .collect();
+        for (line, want) in [
+            (
+                3,
+                "external_systems.ERP.max_rate: must be a number of messages per second greater than 0, found 0",
+            ),
+            (
+                4,
+                "external_systems.ERP.max_in_flight: must be a whole number of at least 1, found 0",
+            ),
+            (
+                7,
+                "databases.Historian.max_rate: must be a number of messages per second greater than 0, found string `\"fast\"`",
+            ),
+            (
+                11,
+                "smtp.max_in_flight: must be a whole number of at least 1, found float `1.5`",
+            ),
+        ] {
+            assert!(
+                lines.iter().any(|(l, m)| *l == line && m == want),
+                "{want} at line {line}: {lines:?}"
+            );
+        }
     }
 }

@@ -412,6 +412,7 @@ mod tests {
             max_connections: 2,
             timeout: std::time::Duration::from_secs(1),
             retry: crate::RetryPolicy::default(),
+            pace: Default::default(),
         };
         let config = Config::from_ado_string("Server=tcp:db.plant,1433;Database=Historian;User Id=sa;Password=secret;TrustServerCertificate=true").unwrap();
         assert_eq!(config.get_addr(), "db.plant:1433");
@@ -572,6 +573,7 @@ mod tests {
             max_connections: 1,
             timeout: std::time::Duration::from_secs(2),
             retry: crate::RetryPolicy::default(),
+            pace: Default::default(),
         };
         let pool =
             super::super::DatabasePool::open("Historian", &def, std::path::Path::new(".")).unwrap();
@@ -602,6 +604,7 @@ mod tests {
             max_connections: 2,
             timeout: std::time::Duration::from_secs(15),
             retry: crate::RetryPolicy::default(),
+            pace: Default::default(),
         };
         let pool = super::super::DatabasePool::open("mssql", &def, std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("SWITCHYARD_TEST_MSSQL is set but unusable: {e}"));

@@ -14,6 +14,7 @@ fn def(url: String, max_connections: u32) -> DatabaseDef {
         max_connections,
         timeout: Duration::from_secs(5),
         retry: RetryPolicy::default(),
+        pace: Default::default(),
     }
 }
 

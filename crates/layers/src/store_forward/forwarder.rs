@@ -5,8 +5,9 @@
 //! parked with the reason.
 
 use super::events::OutboxEvent;
-use super::message::{ParkedMessage, StoredMessage};
-use super::outbox::{FjallOutbox, duration_ms, now_ms};
+use super::message::{ParkedMessage, StoredMessage, due_key};
+use super::outbox::{DueBatch, FjallOutbox, duration_ms, now_ms};
+use super::pace::{Decision, LaneKey, Lanes, Pacing, next_key};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +24,10 @@ pub struct ForwarderOptions {
     pub idle_poll: Duration,
     /// How often draining progress is logged while a backlog is being worked off.
     pub progress_every: Duration,
+    /// While a paced lane has a backlog, how often the forwarder walks every due
+    /// message again from the start (finding any it lost track of, e.g. a message whose
+    /// outcome could not be recorded, or one whose target's pace was removed).
+    pub rescan_every: Duration,
 }
 
 impl Default for ForwarderOptions {
@@ -31,16 +36,27 @@ impl Default for ForwarderOptions {
             concurrency: 64,
             idle_poll: Duration::from_secs(1),
             progress_every: Duration::from_secs(10),
+            rescan_every: Duration::from_secs(30),
         }
     }
 }
 
 /// Drains an outbox through a delivery service.
-#[derive(Debug)]
 pub struct Forwarder<D> {
     outbox: FjallOutbox,
     deliver: D,
     options: ForwarderOptions,
+    pacing: Option<Box<dyn Pacing>>,
+}
+
+impl<D> std::fmt::Debug for Forwarder<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("outbox", &self.outbox)
+            .field("options", &self.options)
+            .field("paced", &self.pacing.is_some())
+            .finish()
+    }
 }
 
 /// Stops the forwarder when dropped or when [`ForwarderHandle::stop`] is called.
@@ -69,18 +85,69 @@ struct Progress {
     last_log: Instant,
 }
 
+/// What one pass of the loop reads from the due index.
+enum Walk {
+    /// Onwards from the frontier: messages not looked at since the last rewind.
+    Frontier,
+    /// Behind the frontier, for one paced lane that has room again.
+    Refill(LaneKey),
+}
+
+/// The state one forwarder task shares with its deliveries.
+struct Shared {
+    outbox: FjallOutbox,
+    slots: Arc<Semaphore>,
+    in_flight: Mutex<HashSet<MessageId>>,
+    lanes: Mutex<Lanes>,
+    finished: Notify,
+    progress: Mutex<Progress>,
+    progress_every: Duration,
+}
+
 impl<D> Forwarder<D>
 where
     D: Service<StoredMessage, Response = (), Error = BoxError> + Clone + Send + 'static,
     D::Future: Send + 'static,
 {
-    /// A forwarder for `outbox` delivering through `deliver`.
+    /// A forwarder for `outbox` delivering through `deliver`, unpaced.
     pub fn new(outbox: FjallOutbox, deliver: D, options: ForwarderOptions) -> Self {
         Forwarder {
             outbox,
             deliver,
             options,
+            pacing: None,
         }
+    }
+
+    /// Paces the drain per lane: `pacing` names each target's lane and its
+    /// `max_rate` / `max_in_flight` (see [`Pacing`]).
+    ///
+    /// ```
+    /// use switchyard_core::{BoxError, Pace};
+    /// use switchyard_layers::store_forward::{
+    ///     FjallOutbox, Forwarder, ForwarderOptions, Lane, OutboxOptions, StoredMessage,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let outbox = FjallOutbox::open(dir.path(), OutboxOptions { min_free_disk: 0, ..Default::default() }).unwrap();
+    /// let deliver = tower::service_fn(|_: StoredMessage| async { Ok::<(), BoxError>(()) });
+    /// let _forwarder = Forwarder::new(outbox, deliver, ForwarderOptions::default())
+    ///     // The ERP takes 50 messages a second, 4 at a time; every other target is unpaced.
+    ///     .with_pacing(|category, target: &str| {
+    ///         (target == "ERP").then(|| Lane {
+    ///             category,
+    ///             name: target.to_string(),
+    ///             pace: Pace { max_rate: Some(50.0), max_in_flight: Some(4) },
+    ///         })
+    ///     })
+    ///     .spawn();
+    /// # }
+    /// ```
+    pub fn with_pacing(mut self, pacing: impl Pacing) -> Self {
+        self.pacing = Some(Box::new(pacing));
+        self
     }
 
     /// Starts draining on the current runtime.
@@ -90,98 +157,221 @@ where
         }
     }
 
+    /// The loop. Without pacing it reads the due index from the start, in due order,
+    /// as many messages as there are free delivery slots, and starts them all.
+    ///
+    /// With pacing, a message whose lane has no room is left pending and the walk goes
+    /// on past it (so one paced target never holds up the others); the *frontier* marks
+    /// how far the walk has got. Behind it, only messages of lanes with a backlog wait,
+    /// and each such lane resumes its own walk from where it stopped when it has room
+    /// again — reading a few records per message it starts, however long the backlog.
     async fn run(self) {
         let concurrency = self.options.concurrency.max(1);
-        let slots = Arc::new(Semaphore::new(concurrency));
-        let in_flight: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
-        let finished = Arc::new(Notify::new());
-        let progress = Arc::new(Mutex::new(Progress {
-            delivered: 0,
-            since: Instant::now(),
-            last_log: Instant::now(),
-        }));
-        let mut cursor = None;
+        let shared = Arc::new(Shared {
+            outbox: self.outbox.clone(),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            in_flight: Mutex::default(),
+            lanes: Mutex::new(Lanes::new(self.pacing)),
+            finished: Notify::new(),
+            progress: Mutex::new(Progress {
+                delivered: 0,
+                since: Instant::now(),
+                last_log: Instant::now(),
+            }),
+            progress_every: self.options.progress_every,
+        });
+        let deliver = self.deliver;
+        let options = self.options;
+        let mut frontier: Option<[u8; 24]> = None;
+        let mut last_rewind = tokio::time::Instant::now();
+        // After a lane's walk the frontier gets its turn, so lanes that always have room
+        // (a pace the forwarder cannot reach) never keep new messages from being found.
+        let mut frontier_next = false;
         loop {
-            let free = slots.available_permits();
+            let free = shared.slots.available_permits();
             if free == 0 {
-                finished.notified().await;
+                shared.finished.notified().await;
                 continue;
             }
-            let now = now_ms();
-            let skip = in_flight.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let outbox = self.outbox.clone();
-            let scan =
-                tokio::task::spawn_blocking(move || outbox.due(now, free, &skip, cursor)).await;
-            let batch = match scan {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "store-and-forward scan failed; retrying");
-                    tokio::time::sleep(self.options.idle_poll).await;
-                    continue;
+            let now = tokio::time::Instant::now();
+            let refill = {
+                let mut lanes = lock(&shared.lanes);
+                if lanes.any_backlog() && now - last_rewind >= options.rescan_every {
+                    lanes.forget_backlogs();
+                    frontier = None;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "store-and-forward scan task failed");
-                    tokio::time::sleep(self.options.idle_poll).await;
-                    continue;
-                }
+                let refill = if frontier_next {
+                    None
+                } else {
+                    lanes.refillable(now)
+                };
+                refill.map(|(lane, from)| (lanes.room(&lane, now).min(free) + 1, lane, from))
+            };
+            frontier_next = refill.is_some();
+            let (walk, from, limit) = match refill {
+                Some((limit, lane, from)) => (Walk::Refill(lane), Some(from), limit),
+                None => (Walk::Frontier, frontier.map(next_key), free),
+            };
+            if frontier.is_none() {
+                last_rewind = now;
+            }
+            let Some(batch) = scan(&shared, now_ms(), limit, from, options.idle_poll).await else {
+                continue;
             };
             let found = batch.messages.len();
-            // A short batch means we reached the end of what is due: start the next scan
-            // from the beginning so nothing that fell due behind the cursor is missed.
-            cursor = if found < free { None } else { batch.cursor };
+            let mut started = 0;
+            let mut stopped = false;
             for message in batch.messages {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(message.id);
-                let deliver = self.deliver.clone();
-                let outbox = self.outbox.clone();
-                let in_flight = in_flight.clone();
-                let finished = finished.clone();
-                let progress = progress.clone();
-                let progress_every = self.options.progress_every;
-                tokio::spawn(async move {
-                    let id = message.id;
-                    let delivered = attempt(deliver, &outbox, message).await;
-                    in_flight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    drop(permit);
-                    finished.notify_one();
-                    if delivered {
-                        report_progress(&progress, &outbox, progress_every);
+                let key = due_key(message.due_ms, &message.id);
+                if let Walk::Refill(lane) = &walk {
+                    if frontier.is_none_or(|f| key > f) {
+                        // Past the frontier: the frontier walk takes it from here.
+                        lock(&shared.lanes).caught_up(lane);
+                        stopped = true;
+                        break;
                     }
-                });
+                    lock(&shared.lanes).walked_to(lane, key);
+                }
+                let decision = lock(&shared.lanes).consider(&message, key, now);
+                match decision {
+                    Decision::Start(lane) => {
+                        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        start(&shared, deliver.clone(), message, lane, permit);
+                        started += 1;
+                    }
+                    Decision::Wait(waiting) => {
+                        if matches!(&walk, Walk::Refill(lane) if *lane == waiting) {
+                            // The lane is full again; it resumes here next time.
+                            stopped = true;
+                            break;
+                        }
+                    }
+                }
+                if let Walk::Frontier = walk {
+                    frontier = Some(key);
+                }
             }
-            if found == 0 {
-                wait_for_work(&self.outbox, self.options.idle_poll, &finished).await;
+            match walk {
+                Walk::Refill(lane) => {
+                    if !stopped && found < limit {
+                        // The end of what is due: nothing of the lane is left behind.
+                        lock(&shared.lanes).caught_up(&lane);
+                    }
+                }
+                Walk::Frontier if found < limit => {
+                    // The end of what is due. Unless a paced lane left messages behind,
+                    // start the next walk from the beginning, so nothing that fell due
+                    // behind the frontier (an outcome that could not be recorded) is
+                    // missed.
+                    if !lock(&shared.lanes).any_backlog() {
+                        frontier = None;
+                    }
+                    let lanes_ready = lock(&shared.lanes).next_ready();
+                    let lane_waits = lanes_ready.is_some_and(|at| at <= now);
+                    if started == 0 && !lane_waits {
+                        wait_for_work(&shared, frontier, options.idle_poll, lanes_ready).await;
+                    }
+                }
+                Walk::Frontier => {}
             }
         }
     }
 }
 
-/// Sleeps until the earliest message falls due, new work arrives, or a delivery in
-/// flight finishes (its message may be due again).
-async fn wait_for_work(outbox: &FjallOutbox, idle_poll: Duration, finished: &Notify) {
-    let scan = outbox.clone();
-    let next = tokio::task::spawn_blocking(move || scan.next_due_ms())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads due messages off the async workers; `None` after a failure (logged, and
+/// waited out).
+async fn scan(
+    shared: &Shared,
+    now: u64,
+    limit: usize,
+    from: Option<[u8; 24]>,
+    idle_poll: Duration,
+) -> Option<DueBatch> {
+    let skip = lock(&shared.in_flight).clone();
+    let outbox = shared.outbox.clone();
+    match tokio::task::spawn_blocking(move || outbox.due(now, limit, &skip, from)).await {
+        Ok(Ok(batch)) => Some(batch),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store-and-forward scan failed; retrying");
+            tokio::time::sleep(idle_poll).await;
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store-and-forward scan task failed");
+            tokio::time::sleep(idle_poll).await;
+            None
+        }
+    }
+}
+
+/// Starts one delivery; its slot, its place in its lane and its id in the in-flight set
+/// are given back when it finishes.
+fn start<D>(
+    shared: &Arc<Shared>,
+    deliver: D,
+    message: StoredMessage,
+    lane: Option<LaneKey>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    D: Service<StoredMessage, Response = (), Error = BoxError> + Clone + Send + 'static,
+    D::Future: Send + 'static,
+{
+    lock(&shared.in_flight).insert(message.id);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let id = message.id;
+        let delivered = attempt(deliver, &shared.outbox, message).await;
+        lock(&shared.in_flight).remove(&id);
+        if let Some(lane) = &lane {
+            lock(&shared.lanes).release(lane);
+        }
+        drop(permit);
+        shared.finished.notify_one();
+        if delivered {
+            report_progress(&shared.progress, &shared.outbox, shared.progress_every);
+        }
+    });
+}
+
+/// Sleeps until a message may fall due, new work arrives, a delivery in flight finishes
+/// (its message may be due again), or a paced lane with a backlog may start another.
+async fn wait_for_work(
+    shared: &Shared,
+    frontier: Option<[u8; 24]>,
+    idle_poll: Duration,
+    lanes_ready: Option<tokio::time::Instant>,
+) {
+    let outbox = shared.outbox.clone();
+    let skip = lock(&shared.in_flight).clone();
+    // The next message beyond the frontier (behind it wait only paced backlogs).
+    let next = tokio::task::spawn_blocking(move || match frontier {
+        None => outbox.next_due_ms(),
+        Some(f) => outbox
+            .due(u64::MAX, 1, &skip, Some(next_key(f)))
+            .map(|b| b.messages.first().map(|m| m.due_ms)),
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .flatten();
     let now = now_ms();
-    let sleep = match next {
+    let mut sleep = match next {
         Some(due) if due > now => Duration::from_millis(due - now).min(idle_poll),
         // Due but in flight (or nothing pending): wait for a change.
         _ => idle_poll,
     };
+    if let Some(at) = lanes_ready {
+        sleep = sleep.min(at.saturating_duration_since(tokio::time::Instant::now()));
+    }
     tokio::select! {
-        _ = outbox.work_notified() => {}
-        _ = finished.notified() => {}
+        _ = shared.outbox.work_notified() => {}
+        _ = shared.finished.notified() => {}
         _ = tokio::time::sleep(sleep) => {}
     }
 }
@@ -194,10 +384,22 @@ where
 {
     let category = message.category.as_str();
     let target = message.target.clone();
+    metrics::counter!("switchyard_sf_attempts_total", "category" => category, "target" => target.clone()).increment(1);
+    let started = Instant::now();
     let result = match deliver.oneshot(message.clone()).await {
         Ok(()) => Ok(()),
         Err(e) => Err(crate::classify::failure_of(&*e)),
     };
+    metrics::histogram!("switchyard_sf_attempt_duration_seconds", "category" => category, "target" => target.clone())
+        .record(started.elapsed().as_secs_f64());
+    if let Err(failure) = &result {
+        let class = if failure.is_transient() {
+            "transient"
+        } else {
+            "permanent"
+        };
+        metrics::counter!("switchyard_sf_failures_total", "category" => category, "target" => target.clone(), "class" => class).increment(1);
+    }
     let delivered = result.is_ok();
     let event = match result {
         Ok(()) => {

@@ -51,6 +51,7 @@ mod future;
 mod layer;
 mod message;
 mod outbox;
+mod pace;
 
 pub use events::OutboxEvent;
 pub use forwarder::{Forwarder, ForwarderHandle, ForwarderOptions};
@@ -60,6 +61,7 @@ pub use message::{
     Category, DecodeError, NewMessage, ParkedMessage, StoredMessage, decode, encode,
 };
 pub use outbox::{Counts, DueBatch, FjallOutbox, OutboxError, OutboxOptions, ParkedPage, now_ms};
+pub use pace::{Lane, Pacing, TOLERANCE};
 
 use futures::future::BoxFuture;
 use std::task::{Context, Poll};

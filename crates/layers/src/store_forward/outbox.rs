@@ -389,6 +389,52 @@ impl FjallOutbox {
         Ok(self.shared.pending.contains_key(id.to_bytes())?)
     }
 
+    /// When the oldest pending message of each target was buffered (ms since the Unix
+    /// epoch), for the "oldest pending age" an operator alerts on. Ids are time-ordered,
+    /// so this walks `pending` from its oldest entry until every target with pending
+    /// messages has been met, reading at most `max_walk` records; a target not met by
+    /// then gets the buffering time of the last record read, which is older than any of
+    /// its messages (an upper bound of the age). Blocking: call off the async workers.
+    pub fn oldest_pending(
+        &self,
+        max_walk: usize,
+    ) -> Result<Vec<(Category, String, u64)>, OutboxError> {
+        #[derive(serde::Deserialize)]
+        struct Owner {
+            category: Category,
+            target: String,
+        }
+        let mut waiting: HashSet<(Category, String)> = self
+            .counts()
+            .into_iter()
+            .filter(|(_, _, c)| c.pending > 0)
+            .map(|(category, target, _)| (category, target))
+            .collect();
+        let mut oldest = Vec::new();
+        let mut last_ms = None;
+        let mut walked = 0;
+        for item in self.shared.pending.iter() {
+            if waiting.is_empty() || walked == max_walk {
+                break;
+            }
+            walked += 1;
+            let (key, value) = item.into_inner()?;
+            let Some(id) = MessageId::from_slice(&key) else {
+                continue;
+            };
+            last_ms = Some(id.unix_millis());
+            if let Ok(owner) = decode::<Owner>(&value)
+                && waiting.remove(&(owner.category, owner.target.clone()))
+            {
+                oldest.push((owner.category, owner.target, id.unix_millis()));
+            }
+        }
+        if let (Some(last_ms), true) = (last_ms, walked == max_walk) {
+            oldest.extend(waiting.into_iter().map(|(c, t)| (c, t, last_ms)));
+        }
+        Ok(oldest)
+    }
+
     /// Moves a parked message back to pending, due now, with its attempts reset.
     pub async fn retry_parked(&self, id: MessageId) -> Result<(), OutboxError> {
         self.submit(

@@ -492,6 +492,7 @@ mod tests {
             max_connections,
             retry: RetryPolicy::default(),
             ca_pem: None,
+            pace: Default::default(),
         }
     }
 
