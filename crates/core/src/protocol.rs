@@ -167,6 +167,10 @@ pub struct Health {
     /// The same counts per category and target (empty from a site of an earlier release).
     #[serde(default)]
     pub queues: Vec<QueueCounts>,
+    /// Messages the forwarder delivered since the node started (two readings give the
+    /// delivery rate; 0 from a site of an earlier release).
+    #[serde(default)]
+    pub delivered: u64,
 }
 
 /// Store-and-forward counts of one queue: a category and its target.

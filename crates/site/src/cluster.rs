@@ -270,6 +270,7 @@ async fn health(State(node): State<Arc<SiteNode>>) -> Response {
                 parked: n.parked,
             })
             .collect(),
+        delivered: node.outbox().delivered_total(),
     };
     axum::Json(health).into_response()
 }

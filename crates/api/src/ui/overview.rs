@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::Failure;
+use switchyard_core::config::Config;
 use switchyard_core::protocol::Health;
 
 /// How often each site's counts are sampled for the plot.
@@ -36,6 +37,45 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct Sample {
     at: DateTime<Utc>,
     counts: Option<(u64, u64)>,
+    /// The site's count of delivered messages since it started.
+    delivered: Option<u64>,
+}
+
+impl Sample {
+    fn of(at: DateTime<Utc>, health: Result<&Health, &Failure>) -> Sample {
+        let health = health.ok();
+        Sample {
+            at,
+            counts: health.map(|h| (h.pending, h.parked)),
+            delivered: health.map(|h| h.delivered),
+        }
+    }
+}
+
+/// How far back the delivery rate looks.
+const RATE_WINDOW: Duration = Duration::from_secs(300);
+
+/// Messages delivered per second over the last few minutes of samples (since the
+/// site's last restart, which resets its count); `None` until two samples are apart.
+pub(crate) fn delivery_rate(samples: &[Sample]) -> Option<f64> {
+    let (last_at, last) = samples
+        .iter()
+        .rev()
+        .find_map(|s| s.delivered.map(|d| (s.at, d)))?;
+    let window = chrono::Duration::from_std(RATE_WINDOW).unwrap_or_default();
+    let mut first = (last_at, last);
+    for sample in samples.iter().rev() {
+        let Some(delivered) = sample.delivered else {
+            continue;
+        };
+        // Older than the window, or from before a restart of the site.
+        if last_at - sample.at > window || delivered > first.1 {
+            break;
+        }
+        first = (sample.at, delivered);
+    }
+    let seconds = (last_at - first.0).num_milliseconds() as f64 / 1000.0;
+    (seconds >= MIN_GAP.as_secs_f64()).then(|| (last - first.1) as f64 / seconds)
 }
 
 /// The last hour of samples of every site.
@@ -98,8 +138,9 @@ pub(crate) fn spawn_sampler(console: &Arc<Console>) {
             console.history.keep_only(&names);
             let at = Utc::now();
             for (name, health) in names.iter().zip(healths) {
-                let counts = health.ok().map(|h| (h.pending, h.parked));
-                console.history.record(name, Sample { at, counts });
+                console
+                    .history
+                    .record(name, Sample::of(at, health.as_ref()));
             }
         }
     });
@@ -128,9 +169,11 @@ pub(crate) async fn page(
     let now = Utc::now();
     // What the page saw is a sample too (the plot has a point before the sampler's next).
     for (name, health) in names.iter().zip(&healths) {
-        let counts = health.as_ref().ok().map(|h| (h.pending, h.parked));
-        console.history.record(name, Sample { at: now, counts });
+        console
+            .history
+            .record(name, Sample::of(now, health.as_ref()));
     }
+    let registry = console.central.registry();
     let body = html! {
         h1 { "Overview" }
         @if !console.central.is_active() {
@@ -140,14 +183,15 @@ pub(crate) async fn page(
             p { "The configuration has no sites." }
         }
         @for (name, health) in names.iter().zip(&healths) {
+            @let samples = console.history.samples(name);
             section.card {
                 h2 { (name) }
-                (site_status(health))
+                (site_status(health, delivery_rate(&samples)))
                 (deployment(deployments.get(name), health))
                 @if let Ok(health) = health {
-                    (queues(name, health))
+                    (queues(name, health, &registry.config))
                 }
-                (sparkline(&console.history.samples(name), now))
+                (sparkline(&samples, now))
             }
         }
         p { small { "Reloads every " (REFRESH_SECONDS) " s. Plot: the last hour, sampled every " (SAMPLE_EVERY.as_secs()) " s since central started." } }
@@ -164,13 +208,18 @@ pub(crate) async fn page(
     )
 }
 
-fn site_status(health: &Result<Health, Failure>) -> Markup {
+fn site_status(health: &Result<Health, Failure>, rate: Option<f64>) -> Markup {
     match health {
         Ok(h) => html! {
             p {
                 span.ok { "reachable" } " · node role: " (format!("{:?}", h.role).to_lowercase())
                 " · pending " strong.pending { (h.pending) }
                 " · parked " strong.parked { (h.parked) }
+                " · delivering "
+                @match rate {
+                    Some(rate) => { strong.rate { (format!("{rate:.1}")) } " msg/s" }
+                    None => { "(rate after the next sample)" }
+                }
             }
         },
         Err(f) => html! { p { span.bad { "unreachable" } " · " small { (f.message) } } },
@@ -213,18 +262,42 @@ fn deployment(
     }
 }
 
-fn queues(site: &str, health: &Health) -> Markup {
+/// The configured drain pace of a queue's target, as shown: `unpaced`, or its limits.
+fn pace_of(config: &Config, category: &str, target: &str) -> String {
+    let pace = match category {
+        "external" => config.external_systems.get(target).map(|d| d.pace),
+        "database" => config.databases.get(target).map(|d| d.pace),
+        "notification" => config.smtp.as_ref().map(|d| d.pace),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(rate) = pace.max_rate {
+        parts.push(format!("{rate} msg/s"));
+    }
+    if let Some(n) = pace.max_in_flight {
+        parts.push(format!("{n} in flight"));
+    }
+    if parts.is_empty() {
+        "unpaced".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn queues(site: &str, health: &Health, config: &Config) -> Markup {
     html! {
         @if health.queues.is_empty() {
             p { small { "No messages waiting or parked." } }
         } @else {
             table {
-                thead { tr { th { "Category" } th { "Target" } th.num { "Pending" } th.num { "Parked" } } }
+                thead { tr { th { "Category" } th { "Target" } th { "Drain pace" } th.num { "Pending" } th.num { "Parked" } } }
                 tbody {
                     @for q in &health.queues {
                         tr {
                             td { (q.category) }
                             td { (q.target) }
+                            td.pace { (pace_of(config, &q.category, &q.target)) }
                             td.num { (q.pending) }
                             td.num {
                                 @if q.parked > 0 {
@@ -316,6 +389,39 @@ mod tests {
         now - chrono::Duration::minutes(minutes_ago)
     }
 
+    fn delivered(now: DateTime<Utc>, minutes_ago: i64, count: Option<u64>) -> Sample {
+        Sample {
+            at: at(now, minutes_ago),
+            counts: count.map(|_| (0, 0)),
+            delivered: count,
+        }
+    }
+
+    #[test]
+    fn the_delivery_rate_spans_the_last_minutes_and_restarts_with_the_site() {
+        let now = Utc::now();
+        assert_eq!(
+            delivery_rate(&[delivered(now, 0, Some(5))]),
+            None,
+            "one sample"
+        );
+        // 600 in the last two minutes; the sample from ten minutes ago is too old.
+        let samples = [
+            delivered(now, 10, Some(0)),
+            delivered(now, 2, Some(400)),
+            delivered(now, 1, None),
+            delivered(now, 0, Some(1000)),
+        ];
+        assert_eq!(delivery_rate(&samples), Some(5.0));
+        // The site restarted between the samples: only what came after counts.
+        let samples = [
+            delivered(now, 4, Some(9000)),
+            delivered(now, 2, Some(0)),
+            delivered(now, 0, Some(240)),
+        ];
+        assert_eq!(delivery_rate(&samples), Some(2.0));
+    }
+
     #[test]
     fn the_plot_spans_the_hour_and_breaks_where_the_site_was_down() {
         let now = Utc::now();
@@ -323,18 +429,22 @@ mod tests {
             Sample {
                 at: at(now, 60),
                 counts: Some((0, 0)),
+                delivered: None,
             },
             Sample {
                 at: at(now, 30),
                 counts: Some((4, 2)),
+                delivered: None,
             },
             Sample {
                 at: at(now, 20),
                 counts: None,
+                delivered: None,
             },
             Sample {
                 at: at(now, 0),
                 counts: Some((2, 1)),
+                delivered: None,
             },
         ];
         let svg = sparkline(&samples, now).into_string();
@@ -378,6 +488,7 @@ mod tests {
             Sample {
                 at: at(now, 90),
                 counts: Some((1, 0)),
+                delivered: None,
             },
         );
         history.record(
@@ -385,6 +496,7 @@ mod tests {
             Sample {
                 at: at(now, 10),
                 counts: Some((2, 0)),
+                delivered: None,
             },
         );
         history.record(
@@ -392,6 +504,7 @@ mod tests {
             Sample {
                 at: now - chrono::Duration::seconds(5),
                 counts: None,
+                delivered: None,
             },
         );
         // Within the minimum gap of the last one: replaces it.
@@ -400,6 +513,7 @@ mod tests {
             Sample {
                 at: now,
                 counts: Some((3, 1)),
+                delivered: None,
             },
         );
         history.record(
@@ -407,6 +521,7 @@ mod tests {
             Sample {
                 at: now,
                 counts: None,
+                delivered: None,
             },
         );
         let a = history.samples("a");

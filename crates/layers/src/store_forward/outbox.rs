@@ -17,6 +17,7 @@ use super::message::{
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::MessageId;
@@ -113,6 +114,8 @@ struct Shared {
     /// Woken when new work may be due (enqueue, retry of a parked message).
     work: Notify,
     dir: PathBuf,
+    /// Messages delivered from the outbox since it was opened (for a delivery rate).
+    delivered: AtomicU64,
 }
 
 /// The fjall-backed outbox. Cheap to clone; the writer thread stops when the last
@@ -173,6 +176,7 @@ impl FjallOutbox {
             counts: Mutex::new(counts),
             work: Notify::new(),
             dir: dir.to_path_buf(),
+            delivered: AtomicU64::new(0),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = Writer {
@@ -327,6 +331,12 @@ impl FjallOutbox {
             true,
         )?;
         rx.blocking_recv().map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Messages delivered from the outbox since it was opened: two readings over time
+    /// give the delivery rate.
+    pub fn delivered_total(&self) -> u64 {
+        self.shared.delivered.load(Ordering::Relaxed)
     }
 
     /// When the earliest pending message falls due (ms since the Unix epoch).
@@ -768,6 +778,7 @@ impl Writer {
                 batch.remove(&s.due, due_key(*due_ms, id));
                 batch.remove(&s.pending, id.to_bytes());
                 bump(deltas, *category, target, -1, 0);
+                s.delivered.fetch_add(1, Ordering::Relaxed);
             }
             OutboxEvent::Parked {
                 parked,
