@@ -284,7 +284,7 @@ async fn an_operator_puts_a_parked_message_back_from_the_browser() {
         .unwrap();
     assert_eq!(
         row.split_whitespace().collect::<Vec<_>>(),
-        ["external", "Stub", "0", "2"],
+        ["external", "Stub", "unpaced", "0", "2"],
         "{row}"
     );
     // The plot has at least this view's sample of the two parked messages.

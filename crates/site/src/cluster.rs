@@ -6,8 +6,9 @@
 use crate::node::SiteNode;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -16,8 +17,8 @@ use std::sync::Arc;
 use switchyard_core::deadline::DEADLINE_HEADER;
 use switchyard_core::error::codes;
 use switchyard_core::protocol::{
-    self, AttributeValues, CallScript, Deployed, ErrorBody, GetAttributes, Health, ParkedList,
-    ParkedView, QueueCounts, Role, ScriptResult, SetAttributes,
+    self, AttributeValues, CallScript, Deployed, Deployment, ErrorBody, GetAttributes, Health,
+    ParkedList, ParkedView, QueueCounts, Role, ScriptResult, SetAttributes,
 };
 use switchyard_core::script::ScriptError;
 use switchyard_core::{Deadline, Failure, FailureClass, MessageId};
@@ -116,28 +117,42 @@ fn script_error_response(what: &str, err: &ScriptError) -> Response {
     }
 }
 
-#[allow(clippy::result_large_err)] // the error is the response itself, built once
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_JSON,
-            format!("invalid request body: {e}"),
-            Some(FailureClass::Permanent),
-        )
-    })
+/// A protocol message in the request body; one that does not parse is refused with a
+/// permanent 400 `BAD_JSON` naming the problem.
+struct Wire<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Wire<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&body).map(Wire).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_JSON,
+                format!("invalid request body: {e}"),
+                Some(FailureClass::Permanent),
+            )
+        })
+    }
 }
 
-#[allow(clippy::result_large_err)] // the error is the response itself, built once
-fn deadline(headers: &HeaderMap) -> Result<Option<Deadline>, Response> {
-    match headers
-        .get(DEADLINE_HEADER)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => Ok(None),
-        Some(value) => Deadline::from_header_value(value)
-            .map(Some)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e, None)),
+/// The caller's remaining budget (`x-switchyard-deadline-ms`; none: no deadline). A
+/// value that does not parse is refused with 400.
+struct CallerDeadline(Option<Deadline>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerDeadline {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        match parts.headers.get(DEADLINE_HEADER) {
+            None => Ok(CallerDeadline(None)),
+            Some(value) => Deadline::from_header_value(value.to_str().unwrap_or(""))
+                .map(|d| CallerDeadline(Some(d)))
+                .map_err(|e| error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e, None)),
+        }
     }
 }
 
@@ -150,11 +165,7 @@ fn no_deployment(node: &SiteNode) -> Response {
     )
 }
 
-async fn deploy(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
-    let deployment = match parse(&body) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn deploy(State(node): State<Arc<SiteNode>>, Wire(deployment): Wire<Deployment>) -> Response {
     match node.deploy(deployment).await {
         Ok(revision) => axum::Json(Deployed { revision }).into_response(),
         Err(errors) => {
@@ -174,15 +185,11 @@ async fn deploy(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
     }
 }
 
-async fn call(State(node): State<Arc<SiteNode>>, headers: HeaderMap, body: Bytes) -> Response {
-    let request: CallScript = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let deadline = match deadline(&headers) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn call(
+    State(node): State<Arc<SiteNode>>,
+    CallerDeadline(deadline): CallerDeadline,
+    Wire(request): Wire<CallScript>,
+) -> Response {
     let Some(runtime) = node.runtime() else {
         return no_deployment(&node);
     };
@@ -196,11 +203,10 @@ async fn call(State(node): State<Arc<SiteNode>>, headers: HeaderMap, body: Bytes
     }
 }
 
-async fn get_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
-    let request: GetAttributes = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn get_attributes(
+    State(node): State<Arc<SiteNode>>,
+    Wire(request): Wire<GetAttributes>,
+) -> Response {
     let Some(runtime) = node.runtime() else {
         return no_deployment(&node);
     };
@@ -210,11 +216,10 @@ async fn get_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Respo
     }
 }
 
-async fn set_attributes(State(node): State<Arc<SiteNode>>, body: Bytes) -> Response {
-    let request: SetAttributes = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn set_attributes(
+    State(node): State<Arc<SiteNode>>,
+    Wire(request): Wire<SetAttributes>,
+) -> Response {
     let Some(runtime) = node.runtime() else {
         return no_deployment(&node);
     };
