@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod classify;
 pub mod deadline;
+pub mod slot;
 pub mod store_forward;
 pub mod validate;
 

@@ -16,11 +16,10 @@ use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Deadline, Failure, MessageId, RetryPolicy};
 use switchyard_layers::deadline::{EnforceDeadlineLayer, HasDeadline};
 use switchyard_layers::drive;
+use switchyard_layers::slot::Slots;
 use switchyard_layers::store_forward::{
     Category, Delivery, FjallOutbox, Forwardable, NewMessage, StoreForwardLayer, StoredMessage,
 };
-use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::PollSemaphore;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
@@ -69,27 +68,15 @@ impl HasDeadline for DbWrite {
 /// connection slots: with every connection in use it is not ready, and the deadline
 /// layer above bounds the wait (a `CachedWrite` that gets no connection in time is
 /// buffered).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Execute {
-    slots: PollSemaphore,
-    slot: Option<OwnedSemaphorePermit>,
+    slots: Slots,
 }
 
 impl Execute {
     fn on(pool: &DatabasePool) -> Self {
         Execute {
-            slots: PollSemaphore::new(pool.slots()),
-            slot: None,
-        }
-    }
-}
-
-impl Clone for Execute {
-    /// A clone starts without a slot: each instance reserves its own.
-    fn clone(&self) -> Self {
-        Execute {
-            slots: self.slots.clone(),
-            slot: None,
+            slots: Slots::new(pool.slots()),
         }
     }
 }
@@ -100,23 +87,13 @@ impl tower::Service<DbWrite> for Execute {
     type Future = BoxFuture<'static, Result<u64, BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.slot.is_none() {
-            match std::task::ready!(self.slots.poll_acquire(cx)) {
-                Some(slot) => self.slot = Some(slot),
-                None => {
-                    return Poll::Ready(Err(Failure::permanent(
-                        codes::DATABASE,
-                        "the connection pool is closed",
-                    )
-                    .into()));
-                }
-            }
-        }
-        Poll::Ready(Ok(()))
+        self.slots.poll_reserve(cx).map_err(|closed| {
+            Failure::permanent(codes::DATABASE, format!("connections: {closed}")).into()
+        })
     }
 
     fn call(&mut self, write: DbWrite) -> Self::Future {
-        let slot = self.slot.take();
+        let slot = self.slots.take();
         Box::pin(async move {
             let Some(slot) = slot else {
                 return Err("Execute called before it was ready".into());

@@ -310,11 +310,14 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-#[tokio::test(start_paused = true)]
+// On the real clock: a paused clock jumps ahead (auto-advance) whenever the runtime
+// idles while the outbox's writer or a blocking scan works, which makes the measured
+// gaps longer than the interval by chance.
+#[tokio::test]
 async fn delivered_after_n_transient_failures_at_the_configured_interval() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open(dir.path());
-    let interval = Duration::from_secs(30);
+    let interval = Duration::from_millis(400);
     let target = Target::new(
         vec![Err(unavailable()), Err(unavailable()), Err(unavailable())],
         Ok(()),
@@ -342,6 +345,7 @@ async fn delivered_after_n_transient_failures_at_the_configured_interval() {
     );
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
+        // Never early; late by at most a scheduling hiccup of a loaded machine.
         assert!(
             gap >= interval && gap < interval + Duration::from_secs(2),
             "gap {gap:?}"

@@ -24,8 +24,8 @@ use switchyard_core::config::{Secret, SmtpAuth, SmtpDef, TlsMode};
 use switchyard_core::error::codes;
 use switchyard_core::{BoxError, Failure, FailureClass};
 use switchyard_layers::classify::Classify;
+use switchyard_layers::slot::Slots;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::PollSemaphore;
 
 /// Idle sessions older than this are closed instead of reused.
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -415,30 +415,17 @@ impl Classify<()> for SmtpReplies {
 /// The SMTP service at the bottom of the notification stack. Ready when it holds a
 /// slot of the session pool: with every session busy it is not ready, and the deadline
 /// layer above bounds the wait (a send that gets no slot in time is buffered).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct SendEmail {
     sender: Arc<SmtpSender>,
-    slots: PollSemaphore,
-    slot: Option<OwnedSemaphorePermit>,
+    slots: Slots,
 }
 
 impl SendEmail {
     pub(super) fn new(sender: Arc<SmtpSender>) -> Self {
         SendEmail {
-            slots: PollSemaphore::new(sender.slots()),
+            slots: Slots::new(sender.slots()),
             sender,
-            slot: None,
-        }
-    }
-}
-
-impl Clone for SendEmail {
-    /// A clone starts without a slot: each instance reserves its own.
-    fn clone(&self) -> Self {
-        SendEmail {
-            sender: self.sender.clone(),
-            slots: self.slots.clone(),
-            slot: None,
         }
     }
 }
@@ -449,24 +436,14 @@ impl tower::Service<Email> for SendEmail {
     type Future = BoxFuture<'static, Result<(), BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.slot.is_none() {
-            match std::task::ready!(self.slots.poll_acquire(cx)) {
-                Some(slot) => self.slot = Some(slot),
-                None => {
-                    return Poll::Ready(Err(Failure::transient(
-                        codes::SMTP,
-                        "the SMTP session pool is closed",
-                    )
-                    .into()));
-                }
-            }
-        }
-        Poll::Ready(Ok(()))
+        self.slots.poll_reserve(cx).map_err(|closed| {
+            Failure::transient(codes::SMTP, format!("SMTP sessions: {closed}")).into()
+        })
     }
 
     fn call(&mut self, email: Email) -> Self::Future {
         let sender = self.sender.clone();
-        let slot = self.slot.take();
+        let slot = self.slots.take();
         Box::pin(async move {
             let Some(slot) = slot else {
                 return Err("SendEmail called before it was ready".into());
