@@ -613,11 +613,11 @@ async fn the_example_plant_in_the_console() {
         "{overview}"
     );
     assert!(
-        queues.contains(&"external ERP 0 1".to_string()),
+        queues.contains(&"external ERP 20 msg/s, 4 in flight 0 1".to_string()),
         "{queues:?}"
     );
     assert!(
-        queues.contains(&"notification Operators 1 0".to_string()),
+        queues.contains(&"notification Operators unpaced 1 0".to_string()),
         "{queues:?}"
     );
     let shots = match std::env::var("SWITCHYARD_SCREENSHOTS") {
