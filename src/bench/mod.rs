@@ -1,6 +1,7 @@
 //! `switchyard bench …`: the benchmarks of the issues, run in release mode, each
 //! printing its figure beside the baseline it is compared with, measured in the same
-//! run. Load comes from a second process (`switchyard load`), like wrk would.
+//! run. Load comes from a second process (`switchyard load`), and for the Inbound API
+//! also from wrk where it is installed.
 //!
 //! ```text
 //! cargo run --release -- bench inbound       # Inbound API vs a bare axum JSON echo
@@ -16,6 +17,7 @@ pub mod load;
 pub mod plant;
 pub mod plant_toml;
 pub mod suites;
+pub mod wrk;
 
 /// Latency and throughput of one measured run.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
