@@ -117,20 +117,49 @@ async fn both_generators(
     duration: Duration,
 ) -> Figures {
     println!("{label}");
+    let cpu = cpu_seconds();
     let own = load::from_second_process(url, body, headers, 32, duration).await;
     line("  switchyard load", &own);
+    cpu_per_request(cpu, &own);
     if !wrk {
         return own;
     }
+    let cpu = cpu_seconds();
     match wrk::run(url, body, headers, 32, duration).await {
         Ok(figures) => {
             line("  wrk -t1 -c32", &figures);
+            cpu_per_request(cpu, &figures);
             if figures.rps > own.rps { figures } else { own }
         }
         Err(e) => {
             println!("  wrk failed: {e}");
             own
         }
+    }
+}
+
+/// CPU seconds this process (the servers under test) has used so far, from
+/// `/proc/self/stat` (Linux; `None` elsewhere).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ, 100 on every Linux the project runs on.
+    Some(ticks / 100.0)
+}
+
+/// Prints the servers' CPU time per answered request since `before`: on a small shared
+/// machine a steadier measure of a change than requests per second, which move with
+/// whatever else runs.
+fn cpu_per_request(before: Option<f64>, figures: &Figures) {
+    if let (Some(before), Some(now)) = (before, cpu_seconds()) {
+        let answered = (figures.requests + figures.errors).max(1) as f64;
+        println!(
+            "    server CPU {:.1} µs per request",
+            (now - before) * 1e6 / answered
+        );
     }
 }
 
