@@ -152,7 +152,8 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Prints the servers' CPU time per answered request since `before`: on a small shared
 /// machine a steadier measure of a change than requests per second, which move with
-/// whatever else runs.
+/// whatever else runs. Exact for wrk; for `switchyard load` its 0.5 s warm-up is in the
+/// time but not in the requests, so that figure is a little high.
 fn cpu_per_request(before: Option<f64>, figures: &Figures) {
     if let (Some(before), Some(now)) = (before, cpu_seconds()) {
         let answered = (figures.requests + figures.errors).max(1) as f64;
