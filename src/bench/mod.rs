@@ -1,6 +1,7 @@
 //! `switchyard bench …`: the benchmarks of the issues, run in release mode, each
 //! printing its figure beside the baseline it is compared with, measured in the same
-//! run. Load comes from a second process (`switchyard load`), like wrk would.
+//! run. Load comes from a second process (`switchyard load`), and for the Inbound API
+//! also from wrk where it is installed.
 //!
 //! ```text
 //! cargo run --release -- bench inbound       # Inbound API vs a bare axum JSON echo
@@ -9,6 +10,18 @@
 //! cargo run --release -- bench smtp          # e-mails/s, pool of 5 vs one connection
 //! cargo run --release -- bench drain         # a 10,000-call backlog at max_rate 500 vs unpaced
 //! ```
+//!
+//! `bench inbound` with wrk installed (`apt-get install wrk`), release build at the commit
+//! that added mimalloc, 2 cores shared with a test run, two runs back to back (wrk figures):
+//!
+//! | | req/s | p99 | server CPU per request | vs echo |
+//! |---|---|---|---|---|
+//! | bare axum JSON echo | 57.8k / 40.0k | 2.7 / 6.0 ms | 17 / 20 µs | 100 % |
+//! | `Validate3` | 33.6k / 28.6k | 4.2 / 5.0 ms | 41 / 47 µs | 58 % / 71 % (target 55 %) |
+//! | `GetAttributes` (one `Route.To`) | 9.6k / 11.3k | 8.8 / 6.0 ms | 163 / 143 µs | 17 % / 28 % (target 30 %) |
+//!
+//! The echo's figure moves most with the machine's other load, and with it every ratio;
+//! the CPU per request is the steadier figure (docs/decisions.md, "Inbound performance").
 
 pub mod drain;
 pub mod echo;
@@ -16,6 +29,7 @@ pub mod load;
 pub mod plant;
 pub mod plant_toml;
 pub mod suites;
+pub mod wrk;
 
 /// Latency and throughput of one measured run.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
