@@ -254,8 +254,13 @@ fn wake_waiting(shared: &Shared) {
     if shared.waiting_count.load(Ordering::Acquire) == 0 {
         return;
     }
-    let wakers = std::mem::take(&mut *shared.waiting.lock().unwrap_or_else(|p| p.into_inner()));
-    shared.waiting_count.store(0, Ordering::Release);
+    // Taken and reset under the lock a caller registers under, so no registration
+    // falls between the two (it would be counted as none and never woken).
+    let wakers = {
+        let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        shared.waiting_count.store(0, Ordering::Release);
+        std::mem::take(&mut *waiting)
+    };
     for waker in wakers {
         waker.wake();
     }
