@@ -7,8 +7,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::{MessageId, RetryPolicy};
-use switchyard_layers::store_forward::{Category, FjallOutbox, OutboxEvent, StoredMessage, now_ms};
+use switchyard_layers::store_forward::{Category, FjallOutbox, now_ms};
 use switchyard_site::messages::{ExternalMessage, SfMessage};
 
 /// The pace of the bench plant's `Paced` system.
@@ -42,34 +41,22 @@ async fn counting_peer(arrivals: Arrivals) -> SocketAddr {
 /// Buffers `count` calls to `system`, all falling due in two seconds (so that the
 /// drain starts from a full backlog).
 async fn fill(outbox: &FjallOutbox, system: &str, count: usize) {
-    let due = now_ms() + 2_000;
-    let mut n = 0;
-    while n < count {
-        let chunk = (count - n).min(2_000);
-        let events = (n..n + chunk)
-            .map(|i| {
-                let payload = ExternalMessage {
-                    system: system.into(),
-                    method: "Post".into(),
-                    params: json!({ "tank": format!("T-{i}"), "level": i as f64 }),
-                }
-                .to_payload();
-                OutboxEvent::Enqueued(StoredMessage {
-                    id: MessageId::new(),
-                    category: Category::External,
-                    target: system.into(),
-                    payload,
-                    retry: RetryPolicy::default(),
-                    created_ms: due,
-                    attempts: 0,
-                    due_ms: due,
-                    last_error: None,
-                })
-            })
-            .collect();
-        outbox.apply(events, false).await.expect("fill the outbox");
-        n += chunk;
-    }
+    super::backlog(
+        outbox,
+        Category::External,
+        system,
+        count,
+        now_ms() + 2_000,
+        |i| {
+            ExternalMessage {
+                system: system.into(),
+                method: "Post".into(),
+                params: json!({ "tank": format!("T-{i}"), "level": i as f64 }),
+            }
+            .to_payload()
+        },
+    )
+    .await;
 }
 
 /// Deliveries counted at the peer in each whole second from the first.

@@ -31,6 +31,41 @@ pub mod plant_toml;
 pub mod suites;
 pub mod wrk;
 
+/// Buffers `count` messages for `target` in `outbox` directly (in chunks of 2,000), all
+/// falling due at `due_ms`, each with the payload `payload(i)`: a full backlog for a
+/// drain to start from.
+pub async fn backlog(
+    outbox: &switchyard_layers::store_forward::FjallOutbox,
+    category: switchyard_layers::store_forward::Category,
+    target: &str,
+    count: usize,
+    due_ms: u64,
+    payload: impl Fn(usize) -> serde_json::Value,
+) {
+    use switchyard_layers::store_forward::{OutboxEvent, StoredMessage};
+    let mut n = 0;
+    while n < count {
+        let chunk = (count - n).min(2_000);
+        let events = (n..n + chunk)
+            .map(|i| {
+                OutboxEvent::Enqueued(StoredMessage {
+                    id: switchyard_core::MessageId::new(),
+                    category,
+                    target: target.to_string(),
+                    payload: payload(i),
+                    retry: switchyard_core::RetryPolicy::default(),
+                    created_ms: due_ms,
+                    attempts: 0,
+                    due_ms,
+                    last_error: None,
+                })
+            })
+            .collect();
+        outbox.apply(events, false).await.expect("fill the outbox");
+        n += chunk;
+    }
+}
+
 /// Latency and throughput of one measured run.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Figures {

@@ -7,9 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use switchyard_core::RetryPolicy;
 use switchyard_core::config::{NotificationListDef, SmtpAuth, SmtpDef, TlsMode};
-use switchyard_core::{MessageId, RetryPolicy};
-use switchyard_layers::store_forward::{Category, OutboxEvent, StoredMessage, now_ms};
+use switchyard_layers::store_forward::{Category, now_ms};
 
 /// Runs `op` from `concurrency` tasks for `duration` (after a short warm-up).
 async fn measure<F, Fut>(concurrency: usize, duration: Duration, op: F) -> Figures
@@ -365,27 +365,15 @@ async fn drain_into(
     }
     let outbox = plant.site.outbox().clone();
     let due = now_ms() + 5_000;
-    let mut n = 0;
-    while n < count {
-        let chunk = (count - n).min(2_000);
-        let events = (n..n + chunk)
-            .map(|i| {
-                OutboxEvent::Enqueued(StoredMessage {
-                    id: MessageId::new(),
-                    category: Category::Database,
-                    target: connection.to_string(),
-                    payload: json!({ "connection": connection, "sql": insert, "params": [i] }),
-                    retry: RetryPolicy::default(),
-                    created_ms: due,
-                    attempts: 0,
-                    due_ms: due,
-                    last_error: None,
-                })
-            })
-            .collect();
-        outbox.apply(events, false).await.expect("fill the outbox");
-        n += chunk;
-    }
+    super::backlog(
+        &outbox,
+        Category::Database,
+        connection,
+        count,
+        due,
+        |i| json!({ "connection": connection, "sql": insert, "params": [i] }),
+    )
+    .await;
     let wait = due.saturating_sub(now_ms());
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let start = Instant::now();

@@ -205,15 +205,7 @@ pub(crate) async fn page(
                     }
                 }
             }
-            div.actions {
-                @if page > 1 {
-                    a href=(format!("/ui/failures?{query}&page={}", page - 1)) { "← newer" }
-                }
-                span { "page " (page) " of " (pages) }
-                @if page < pages {
-                    a href=(format!("/ui/failures?{query}&page={}", page + 1)) { "older →" }
-                }
-            }
+            (layout::pager("/ui/failures", &query, page, pages))
         }
     };
     layout::respond(

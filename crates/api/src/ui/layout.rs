@@ -116,6 +116,21 @@ pub(crate) fn page(
 }
 
 /// A rendered page as a response, with the console's headers.
+/// Links to the newer and older page of a paged list at `path` with its filters `query`.
+pub(crate) fn pager(path: &str, query: &str, page: usize, pages: usize) -> Markup {
+    html! {
+        div.actions {
+            @if page > 1 {
+                a href=(format!("{path}?{query}&page={}", page - 1)) { "← newer" }
+            }
+            span { "page " (page) " of " (pages) }
+            @if page < pages {
+                a href=(format!("{path}?{query}&page={}", page + 1)) { "older →" }
+            }
+        }
+    }
+}
+
 pub(crate) fn respond(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, Html(markup.into_string())).into_response();
     secure_headers(response.headers_mut());

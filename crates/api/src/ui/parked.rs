@@ -274,15 +274,7 @@ pub(crate) async fn list(
                 button #retry-all type="submit" name="action" value="retry" { "Retry all " (total) " matching" }
                 button.danger #discard-all type="submit" name="action" value="discard" { "Discard all " (total) " matching" }
             }
-            div.actions {
-                @if page > 1 {
-                    a href=(format!("/ui/parked?{query}&page={}", page - 1)) { "← newer" }
-                }
-                span { "page " (page) " of " (pages) }
-                @if page < pages {
-                    a href=(format!("/ui/parked?{query}&page={}", page + 1)) { "older →" }
-                }
-            }
+            (layout::pager("/ui/parked", &query, page, pages))
         }
     };
     layout::respond(
