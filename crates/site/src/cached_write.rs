@@ -107,23 +107,25 @@ impl tower::Service<DbWrite> for Execute {
     }
 }
 
-/// The stacks of one connection, built once per deployment.
+/// One connection's pool, retry settings and stacks, built once per deployment.
 #[derive(Clone)]
-struct Stacks {
+struct Connection {
+    pool: Arc<DatabasePool>,
+    retry: RetryPolicy,
     /// Store-and-forward over the write.
     cached: BoxCloneSyncService<DbWrite, Delivery<u64>, BoxError>,
     /// The write alone: the forwarder's path.
     direct: BoxCloneSyncService<DbWrite, u64, BoxError>,
 }
 
-impl Stacks {
-    fn new(pool: &DatabasePool, outbox: &FjallOutbox) -> Self {
+impl Connection {
+    fn new(pool: Arc<DatabasePool>, retry: RetryPolicy, outbox: &FjallOutbox) -> Self {
         let direct = ServiceBuilder::new()
             // The connection's timeout, capped by the script's deadline; the wait for a
             // free connection counts against it.
             .layer(EnforceDeadlineLayer::new(None))
-            .service(Execute::on(pool));
-        Stacks {
+            .service(Execute::on(&pool));
+        Connection {
             cached: BoxCloneSyncService::new(
                 ServiceBuilder::new()
                     // The database being unavailable, stalled or saturated must not lose
@@ -132,6 +134,27 @@ impl Stacks {
                     .service(direct.clone()),
             ),
             direct: BoxCloneSyncService::new(direct),
+            pool,
+            retry,
+        }
+    }
+
+    fn write(
+        &self,
+        id: MessageId,
+        connection: &str,
+        sql: &str,
+        params: Vec<Value>,
+        deadline: Option<Deadline>,
+    ) -> DbWrite {
+        DbWrite {
+            id,
+            connection: connection.to_string(),
+            sql: sql.to_string(),
+            params,
+            deadline,
+            retry: self.retry,
+            pool: self.pool.clone(),
         }
     }
 }
@@ -139,16 +162,13 @@ impl Stacks {
 /// Cached writes of a deployment.
 #[derive(Clone)]
 pub struct CachedWrites {
-    pools: Arc<HashMap<String, Arc<DatabasePool>>>,
-    retries: Arc<HashMap<String, RetryPolicy>>,
-    /// Per connection.
-    stacks: Arc<HashMap<String, Stacks>>,
+    connections: Arc<HashMap<String, Connection>>,
 }
 
 impl std::fmt::Debug for CachedWrites {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedWrites")
-            .field("connections", &self.pools.keys().collect::<Vec<_>>())
+            .field("connections", &self.connections.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -160,49 +180,24 @@ impl CachedWrites {
         retries: HashMap<String, RetryPolicy>,
         outbox: FjallOutbox,
     ) -> Self {
-        let stacks = pools
+        let connections = pools
             .iter()
-            .map(|(name, pool)| (name.clone(), Stacks::new(pool, &outbox)))
+            .map(|(name, pool)| {
+                let retry = retries.get(name).copied().unwrap_or_default();
+                (name.clone(), Connection::new(pool.clone(), retry, &outbox))
+            })
             .collect();
         CachedWrites {
-            pools,
-            retries: Arc::new(retries),
-            stacks: Arc::new(stacks),
+            connections: Arc::new(connections),
         }
     }
 
-    fn stacks(&self, connection: &str) -> Result<&Stacks, Failure> {
-        self.stacks.get(connection).ok_or_else(|| {
+    fn connection(&self, name: &str) -> Result<&Connection, Failure> {
+        self.connections.get(name).ok_or_else(|| {
             Failure::permanent(
                 codes::NOT_FOUND,
-                format!("no database connection named `{connection}`"),
+                format!("no database connection named `{name}`"),
             )
-        })
-    }
-
-    fn write(
-        &self,
-        id: MessageId,
-        connection: &str,
-        sql: &str,
-        params: Vec<Value>,
-        deadline: Option<Deadline>,
-    ) -> Result<DbWrite, Failure> {
-        let pool = self.pools.get(connection).cloned().ok_or_else(|| {
-            Failure::permanent(
-                codes::NOT_FOUND,
-                format!("no database connection named `{connection}`"),
-            )
-        })?;
-        let retry = self.retries.get(connection).copied().unwrap_or_default();
-        Ok(DbWrite {
-            id,
-            connection: connection.to_string(),
-            sql: sql.to_string(),
-            params,
-            deadline,
-            retry,
-            pool,
         })
     }
 
@@ -215,9 +210,9 @@ impl CachedWrites {
         params: Vec<Value>,
         deadline: Option<Deadline>,
     ) -> Result<Option<MessageId>, Failure> {
-        let write = self.write(MessageId::new(), connection, sql, params, deadline)?;
-        let stack = self.stacks(connection)?.cached.clone();
-        match drive(stack, write).await {
+        let target = self.connection(connection)?;
+        let write = target.write(MessageId::new(), connection, sql, params, deadline);
+        match drive(target.cached.clone(), write).await {
             Ok(Delivery::Delivered(_)) => Ok(None),
             Ok(Delivery::Buffered { id }) => Ok(Some(id)),
             Err(e) => Err(switchyard_layers::classify::failure_of(&*e)),
@@ -231,9 +226,9 @@ impl CachedWrites {
             sql,
             params,
         } = DatabaseMessage::from_stored(message)?;
-        let write = self.write(message.id, &connection, &sql, params, None)?;
-        let stack = self.stacks(&connection)?.direct.clone();
-        drive(stack, write)
+        let target = self.connection(&connection)?;
+        let write = target.write(message.id, &connection, &sql, params, None);
+        drive(target.direct.clone(), write)
             .await
             .map(|_| ())
             .map_err(|e| switchyard_layers::classify::failure_of(&*e))

@@ -207,10 +207,10 @@ impl DatabasePool {
         params: &[Value],
         deadline: Option<Deadline>,
     ) -> Result<u64, Failure> {
-        let mut conn = self.connect(deadline).await?;
-        let result = conn.execute(sql, params).await;
-        conn.close().await;
-        result
+        self.connect(deadline)
+            .await?
+            .execute_once(sql, params)
+            .await
     }
 
     /// Runs one write on a pooled connection, in a slot already held (what `CachedWrite`
@@ -222,10 +222,10 @@ impl DatabasePool {
         params: &[Value],
         deadline: Option<Deadline>,
     ) -> Result<u64, Failure> {
-        let mut conn = self.connect_in(slot, deadline).await?;
-        let result = conn.execute(sql, params).await;
-        conn.close().await;
-        result
+        self.connect_in(slot, deadline)
+            .await?
+            .execute_once(sql, params)
+            .await
     }
 
     fn budget(&self, deadline: Option<Deadline>) -> Duration {
@@ -307,6 +307,13 @@ impl DbConnection {
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
         self.suspect |= mentions_transaction(sql);
         on_conn!(self, c => c.execute(sql, params).await)
+    }
+
+    /// Runs one statement, then returns the connection to its pool.
+    async fn execute_once(mut self, sql: &str, params: &[Value]) -> Result<u64, Failure> {
+        let result = self.execute(sql, params).await;
+        self.close().await;
+        result
     }
 
     /// Starts a transaction.

@@ -243,17 +243,6 @@ impl SmtpSender {
         self.slots.clone()
     }
 
-    /// Sends one e-mail over a pooled session, waiting for a free slot first.
-    pub async fn send(&self, email: &Email) -> Result<(), Failure> {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::transient(codes::SMTP, "the SMTP session pool is closed"))?;
-        self.send_in(slot, email).await
-    }
-
     /// Sends one e-mail in a slot already held.
     async fn send_in(&self, slot: OwnedSemaphorePermit, email: &Email) -> Result<(), Failure> {
         let (envelope, body) = compose(&self.def.from, email)?;
