@@ -501,7 +501,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// `/ui` shows then. Long (the report parks after 3 retries 5 s apart), so ignored in
 /// the default run; with `SWITCHYARD_SCREENSHOTS` it renews the README's picture.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore]
+#[ignore = "long: the example plant parks its report after 3 retries 5 s apart (run by .ci/run)"]
 async fn the_example_plant_in_the_console() {
     let Some((chromium, driver)) = chromium_and_driver() else {
         return;
