@@ -159,6 +159,35 @@ mod tests {
     }
 
     #[test]
+    fn payload_floats_survive_a_round_trip_exactly() {
+        // serde_json's fast float parser can land one ULP off for long decimals, so a
+        // payload read back and stored again (a retry, a snapshot) would drift; the
+        // workspace enables `float_roundtrip`. These are decimals the fast parser misreads.
+        for text in [
+            "4239597738164463412166e3",
+            "2679508191959465321405e17",
+            "959141670500656267273e9",
+        ] {
+            let message = StoredMessage {
+                id: MessageId::new(),
+                category: Category::External,
+                target: "ERP".into(),
+                payload: serde_json::from_str(&format!("{{\"value\": {text}}}")).unwrap(),
+                retry: RetryPolicy::default(),
+                created_ms: 1,
+                attempts: 0,
+                due_ms: 1,
+                last_error: None,
+            };
+            assert_eq!(
+                decode::<StoredMessage>(&encode(&message)).unwrap(),
+                message,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn due_keys_sort_by_time_then_id() {
         let a = MessageId::new();
         let b = MessageId::new();
