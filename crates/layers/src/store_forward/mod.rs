@@ -60,7 +60,9 @@ pub use layer::StoreForwardLayer;
 pub use message::{
     Category, DecodeError, NewMessage, ParkedMessage, StoredMessage, decode, encode,
 };
-pub use outbox::{Counts, DueBatch, FjallOutbox, OutboxError, OutboxOptions, ParkedPage, now_ms};
+pub use outbox::{
+    Counts, DueBatch, FjallOutbox, OutboxError, OutboxOptions, ParkedPage, Replicate, now_ms,
+};
 pub use pace::{Lane, Pacing, TOLERANCE};
 
 use futures::future::BoxFuture;

@@ -47,6 +47,18 @@ pub enum OutboxError {
     /// The outbox has been shut down.
     #[error("store-and-forward is shut down")]
     Closed,
+    /// The change could not be replicated to a majority of the node pair's voters
+    /// (this node is not active, or no majority is reachable): nothing was buffered.
+    #[error("store-and-forward is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where an outbox whose changes are replicated sends them (SPEC §8): every change
+/// goes through the replicated log and comes back through
+/// [`FjallOutbox::apply_replicated`] on every node, this one included.
+pub trait Replicate: Send + Sync + 'static {
+    /// Proposes one change; the receiver answers once it is committed and applied here.
+    fn propose(&self, events: Vec<OutboxEvent>) -> oneshot::Receiver<Result<(), OutboxError>>;
 }
 
 impl From<fjall::Error> for OutboxError {
@@ -116,6 +128,11 @@ struct Shared {
     dir: PathBuf,
     /// Messages delivered from the outbox since it was opened (for a delivery rate).
     delivered: AtomicU64,
+    /// State kept beside the messages by whoever replicates them (the last applied log
+    /// entry), written in the same batches.
+    meta: Keyspace,
+    /// Set when changes are replicated: they go there instead of to the writer.
+    replicate: std::sync::OnceLock<Arc<dyn Replicate>>,
 }
 
 /// The fjall-backed outbox. Cheap to clone; the writer thread stops when the last
@@ -123,6 +140,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct FjallOutbox {
     shared: Arc<Shared>,
+    core: Arc<Writer>,
     commands: crossbeam_channel::Sender<Command>,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
@@ -161,13 +179,10 @@ impl FjallOutbox {
         let counts_ks = db.keyspace("counts", || {
             KeyspaceCreateOptions::default().max_memtable_size(1 << 20)
         })?;
-        let mut counts = HashMap::new();
-        for item in counts_ks.iter() {
-            let (key, value) = item.into_inner()?;
-            if let (Some(target), Some(c)) = (decode_count_key(&key), decode_counts(&value)) {
-                counts.insert(target, c);
-            }
-        }
+        let meta = db.keyspace("meta", || {
+            KeyspaceCreateOptions::default().max_memtable_size(1 << 20)
+        })?;
+        let counts = read_counts(&counts_ks)?;
         let shared = Arc::new(Shared {
             db,
             pending,
@@ -177,19 +192,24 @@ impl FjallOutbox {
             work: Notify::new(),
             dir: dir.to_path_buf(),
             delivered: AtomicU64::new(0),
+            meta,
+            replicate: std::sync::OnceLock::new(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
-        let writer = Writer {
+        let core = Arc::new(Writer {
             shared: shared.clone(),
             counts_ks,
             min_free_disk: options.min_free_disk,
-        };
+            commit: Mutex::new(()),
+        });
+        let writer = core.clone();
         let thread = std::thread::Builder::new()
             .name("sf-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| OutboxError::Storage(format!("cannot start the outbox writer: {e}")))?;
         let outbox = FjallOutbox {
             shared,
+            core,
             commands: tx,
             writer: Arc::new(Mutex::new(Some(thread))),
         };
@@ -253,6 +273,14 @@ impl FjallOutbox {
         events: Vec<OutboxEvent>,
         durable: bool,
     ) -> Result<oneshot::Receiver<Result<(), OutboxError>>, OutboxError> {
+        if let Some(replicate) = self.shared.replicate.get() {
+            if events.iter().any(|e| matches!(e, OutboxEvent::Enqueued(_)))
+                && let Some(refused) = self.core.check_disk()
+            {
+                return Err(refused);
+            }
+            return Ok(replicate.propose(events));
+        }
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command {
@@ -331,6 +359,89 @@ impl FjallOutbox {
             true,
         )?;
         rx.blocking_recv().map_err(|_| OutboxError::Closed)?
+    }
+
+    /// From now on every change is proposed to `replicate` instead of written here;
+    /// it comes back through [`apply_replicated`](Self::apply_replicated). Set once,
+    /// before the outbox is used; a second call is an error.
+    pub fn replicate_through(&self, replicate: Arc<dyn Replicate>) -> Result<(), OutboxError> {
+        self.shared
+            .replicate
+            .set(replicate)
+            .map_err(|_| OutboxError::Storage("the outbox is already replicated".into()))
+    }
+
+    /// Applies one committed entry of the replicated log: each part is one proposed
+    /// change (its result comes back in the same place), `meta` is written in the same
+    /// atomic batch (the replication's applied position), so after a crash the entry is
+    /// either wholly applied and recorded or not at all. Not synced: the replicated log
+    /// is the durable copy. No disk floor here (the proposer checked it; a replica must
+    /// apply what the majority committed). Blocking.
+    pub fn apply_replicated(
+        &self,
+        parts: &[Vec<OutboxEvent>],
+        meta: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Result<(), OutboxError>>, OutboxError> {
+        self.core.apply_parts(parts, meta)
+    }
+
+    /// A value written by [`apply_replicated`](Self::apply_replicated)'s `meta`.
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, OutboxError> {
+        Ok(self.shared.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Syncs everything written so far to disk.
+    pub fn sync(&self) -> Result<(), OutboxError> {
+        Ok(self.shared.db.persist(PersistMode::SyncData)?)
+    }
+
+    /// The whole outbox (messages, counts, meta) as one consistent image, for a
+    /// replica to [`import`](Self::import). Blocking.
+    pub fn export(&self) -> Result<Vec<u8>, OutboxError> {
+        use fjall::Readable;
+        let _commit = self.core.lock_commit();
+        let snapshot = self.shared.db.snapshot();
+        let mut out = Vec::with_capacity(4096);
+        out.push(EXPORT_VERSION);
+        for (tag, keyspace) in self.core.keyspaces() {
+            for item in snapshot.iter(keyspace) {
+                let (key, value) = item.into_inner()?;
+                out.push(tag);
+                out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                out.extend_from_slice(&key);
+                out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                out.extend_from_slice(&value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the whole outbox with an image from [`export`](Self::export) and syncs.
+    /// The image is checked completely before anything is cleared. Blocking.
+    pub fn import(&self, image: &[u8]) -> Result<(), OutboxError> {
+        let records = parse_export(image)?;
+        let _commit = self.core.lock_commit();
+        let keyspaces = self.core.keyspaces();
+        for (_, keyspace) in &keyspaces {
+            keyspace.clear()?;
+        }
+        for chunk in records.chunks(4096) {
+            let mut batch = self.shared.db.batch();
+            for (tag, key, value) in chunk {
+                let (_, keyspace) = keyspaces
+                    .iter()
+                    .find(|(t, _)| t == tag)
+                    .expect("parse_export accepts known tags only");
+                batch.insert(keyspace, *key, *value);
+            }
+            batch.commit()?;
+        }
+        self.shared.db.persist(PersistMode::SyncData)?;
+        let counts = read_counts(&self.core.counts_ks)?;
+        *self.shared.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        self.publish_gauges();
+        self.shared.work.notify_one();
+        Ok(())
     }
 
     /// Messages delivered from the outbox since it was opened: two readings over time
@@ -613,10 +724,66 @@ struct Writer {
     shared: Arc<Shared>,
     counts_ks: Keyspace,
     min_free_disk: u64,
+    /// Held while a batch is staged and committed: the writer thread and replicated
+    /// applies take turns, and an export sees no half-merged counts.
+    commit: Mutex<()>,
 }
 
 impl Writer {
-    fn run(self, rx: crossbeam_channel::Receiver<Command>) {
+    fn lock_commit(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every keyspace with its tag in an export image.
+    fn keyspaces(&self) -> [(u8, &Keyspace); 5] {
+        let s = &self.shared;
+        [
+            (1, &s.pending),
+            (2, &s.due),
+            (3, &s.parked),
+            (4, &self.counts_ks),
+            (5, &s.meta),
+        ]
+    }
+
+    fn apply_parts(
+        &self,
+        parts: &[Vec<OutboxEvent>],
+        meta: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Result<(), OutboxError>>, OutboxError> {
+        let _commit = self.lock_commit();
+        let mut batch = self.shared.db.batch();
+        let mut deltas: HashMap<(Category, String), (i64, i64)> = HashMap::new();
+        let mut touched: HashSet<MessageId> = HashSet::new();
+        let mut new_work = false;
+        let results = parts
+            .iter()
+            .map(|events| {
+                let mut result = Ok(());
+                for event in events {
+                    if let Err(e) = self.stage(event, &mut batch, &mut deltas, &mut touched) {
+                        result = Err(e);
+                    }
+                    new_work |= matches!(
+                        event,
+                        OutboxEvent::Enqueued(_) | OutboxEvent::Retried { .. }
+                    );
+                }
+                result
+            })
+            .collect();
+        for (key, value) in meta {
+            batch.insert(&self.shared.meta, key.as_slice(), value.as_slice());
+        }
+        self.write(batch, &deltas)?;
+        self.merge_counts(&deltas);
+        if new_work {
+            self.shared.work.notify_one();
+        }
+        Ok(results)
+    }
+
+    fn run(self: Arc<Self>, rx: crossbeam_channel::Receiver<Command>) {
         let syncs = Arc::new(SyncQueue::default());
         let syncer = {
             let syncs = syncs.clone();
@@ -666,6 +833,7 @@ impl Writer {
     /// after an inline sync, when there is none); the others as soon as the batch is
     /// written.
     fn commit_group(&self, group: Vec<Command>, syncs: Option<&SyncQueue>) {
+        let _commit = self.lock_commit();
         let refusal = if group.iter().any(|c| {
             c.events
                 .iter()
@@ -932,4 +1100,54 @@ fn apply_delta(c: Counts, pending: i64, parked: i64) -> Counts {
         pending: c.pending.saturating_add_signed(pending),
         parked: c.parked.saturating_add_signed(parked),
     }
+}
+
+/// Version byte of an [`FjallOutbox::export`] image.
+const EXPORT_VERSION: u8 = 1;
+
+/// Reads an export image completely: (keyspace tag, key, value) records.
+fn parse_export(image: &[u8]) -> Result<Vec<(u8, &[u8], &[u8])>, OutboxError> {
+    let Some((&EXPORT_VERSION, mut rest)) = image.split_first() else {
+        return Err(bad_image("unknown version"));
+    };
+    let mut records = Vec::new();
+    while let Some((&tag, tail)) = rest.split_first() {
+        if !(1..=5).contains(&tag) {
+            return Err(bad_image(&format!("unknown keyspace tag {tag}")));
+        }
+        rest = tail;
+        let key = take_field(&mut rest)?;
+        let value = take_field(&mut rest)?;
+        records.push((tag, key, value));
+    }
+    Ok(records)
+}
+
+/// One length-prefixed field of an export image.
+fn take_field<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], OutboxError> {
+    let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+        return Err(bad_image("truncated"));
+    };
+    let len = u32::from_be_bytes(*len) as usize;
+    if tail.len() < len {
+        return Err(bad_image("truncated"));
+    }
+    let (field, tail) = tail.split_at(len);
+    *rest = tail;
+    Ok(field)
+}
+
+fn bad_image(why: &str) -> OutboxError {
+    OutboxError::Storage(format!("invalid outbox image: {why}"))
+}
+
+fn read_counts(counts_ks: &Keyspace) -> Result<HashMap<(Category, String), Counts>, OutboxError> {
+    let mut counts = HashMap::new();
+    for item in counts_ks.iter() {
+        let (key, value) = item.into_inner()?;
+        if let (Some(target), Some(c)) = (decode_count_key(&key), decode_counts(&value)) {
+            counts.insert(target, c);
+        }
+    }
+    Ok(counts)
 }

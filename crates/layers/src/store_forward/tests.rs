@@ -775,3 +775,103 @@ async fn an_undecodable_record_is_parked_with_its_reason() {
     outbox.discard_parked(garbage).await.unwrap();
     assert_eq!(outbox.list_parked(None, 10).unwrap().items.len(), 1);
 }
+
+/// Hands every proposed change straight back to the outbox, as a one-voter replicated
+/// log would: what goes through the hook must land exactly as a local write does.
+struct Loopback(std::sync::OnceLock<FjallOutbox>);
+
+impl Replicate for Loopback {
+    fn propose(
+        &self,
+        events: Vec<OutboxEvent>,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), OutboxError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let outbox = self.0.get().expect("set before use");
+        let result = outbox
+            .apply_replicated(&[events], &[(b"applied".to_vec(), b"1".to_vec())])
+            .and_then(|mut results| results.remove(0));
+        let _ = tx.send(result);
+        rx
+    }
+}
+
+#[tokio::test]
+async fn replicated_changes_apply_with_their_meta_and_an_image_moves_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open(dir.path());
+    let loopback = Arc::new(Loopback(std::sync::OnceLock::new()));
+    let _ = loopback.0.set(outbox.clone());
+    outbox.replicate_through(loopback.clone()).unwrap();
+    assert!(outbox.replicate_through(loopback).is_err(), "set once");
+
+    let retry = RetryPolicy::new(0, Duration::from_secs(1));
+    let kept = outbox
+        .enqueue(message("ERP", retry, Duration::ZERO))
+        .await
+        .unwrap();
+    let doomed = outbox
+        .enqueue(message("MES", retry, Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(outbox.meta(b"applied").unwrap().as_deref(), Some(&b"1"[..]));
+    let stored = scan_all(&outbox)
+        .into_iter()
+        .find(|m| m.id == doomed)
+        .unwrap();
+    outbox
+        .apply(
+            vec![OutboxEvent::Parked {
+                prev_due_ms: stored.due_ms,
+                parked: ParkedMessage {
+                    message: stored,
+                    parked_ms: 5,
+                    reason: "retries exhausted".into(),
+                },
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+    // One part of an entry failing does not fail the others.
+    let results = outbox
+        .apply_replicated(
+            &[
+                vec![OutboxEvent::Discarded {
+                    id: MessageId::new(),
+                }],
+                vec![],
+            ],
+            &[],
+        )
+        .unwrap();
+    assert!(matches!(results[0], Err(OutboxError::NotFound(_))));
+    assert_eq!(results[1], Ok(()));
+
+    let image = outbox.export().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path());
+    other
+        .enqueue(message("stale", retry, Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(
+        other.import(&image[..image.len() - 1]).is_err(),
+        "a cut image is refused"
+    );
+    assert_eq!(other.pending_total(), 1, "a refused image changes nothing");
+    other.import(&image).unwrap();
+    assert_eq!(other.counts(), outbox.counts());
+    assert_eq!(
+        scan_all(&other).iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![kept]
+    );
+    assert_eq!(
+        other.get_parked(doomed).unwrap().unwrap().reason,
+        "retries exhausted"
+    );
+    assert_eq!(other.meta(b"applied").unwrap().as_deref(), Some(&b"1"[..]));
+    drop(other);
+    // What was imported is on disk.
+    let reopened = open(other_dir.path());
+    assert_eq!(reopened.counts(), outbox.counts());
+}
