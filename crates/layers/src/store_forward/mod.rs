@@ -61,7 +61,8 @@ pub use message::{
     Category, DecodeError, NewMessage, ParkedMessage, StoredMessage, decode, encode,
 };
 pub use outbox::{
-    Counts, DueBatch, FjallOutbox, OutboxError, OutboxOptions, ParkedPage, Replicate, now_ms,
+    Counts, DueBatch, FjallOutbox, OutboxError, OutboxImage, OutboxOptions, ParkedPage, Replicate,
+    now_ms,
 };
 pub use pace::{Lane, Pacing, TOLERANCE};
 

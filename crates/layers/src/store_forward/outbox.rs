@@ -24,7 +24,7 @@ use switchyard_core::MessageId;
 use tokio::sync::{Notify, oneshot};
 
 /// Why the outbox could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum OutboxError {
     /// Free disk space is below the configured floor: the message was not buffered.
     #[error(
@@ -397,15 +397,19 @@ impl FjallOutbox {
 
     /// The whole outbox (messages, counts, meta) as one consistent image, for a
     /// replica to [`import`](Self::import). Blocking.
-    pub fn export(&self) -> Result<Vec<u8>, OutboxError> {
+    pub fn export(&self) -> Result<OutboxImage, OutboxError> {
         use fjall::Readable;
         let _commit = self.core.lock_commit();
         let snapshot = self.shared.db.snapshot();
         let mut out = Vec::with_capacity(4096);
+        let mut meta = std::collections::BTreeMap::new();
         out.push(EXPORT_VERSION);
         for (tag, keyspace) in self.core.keyspaces() {
             for item in snapshot.iter(keyspace) {
                 let (key, value) = item.into_inner()?;
+                if tag == META_TAG {
+                    meta.insert(key.to_vec(), value.to_vec());
+                }
                 out.push(tag);
                 out.extend_from_slice(&(key.len() as u32).to_be_bytes());
                 out.extend_from_slice(&key);
@@ -413,7 +417,7 @@ impl FjallOutbox {
                 out.extend_from_slice(&value);
             }
         }
-        Ok(out)
+        Ok(OutboxImage { bytes: out, meta })
     }
 
     /// Replaces the whole outbox with an image from [`export`](Self::export) and syncs.
@@ -742,7 +746,7 @@ impl Writer {
             (2, &s.due),
             (3, &s.parked),
             (4, &self.counts_ks),
-            (5, &s.meta),
+            (META_TAG, &s.meta),
         ]
     }
 
@@ -1105,8 +1109,23 @@ fn apply_delta(c: Counts, pending: i64, parked: i64) -> Counts {
 /// Version byte of an [`FjallOutbox::export`] image.
 const EXPORT_VERSION: u8 = 1;
 
-/// Reads an export image completely: (keyspace tag, key, value) records.
-fn parse_export(image: &[u8]) -> Result<Vec<(u8, &[u8], &[u8])>, OutboxError> {
+/// Tag of the meta keyspace in an image.
+const META_TAG: u8 = 5;
+
+/// The whole outbox as one consistent image ([`FjallOutbox::export`]).
+#[derive(Debug, Clone)]
+pub struct OutboxImage {
+    /// What [`FjallOutbox::import`] takes.
+    pub bytes: Vec<u8>,
+    /// The meta values in it (written by [`FjallOutbox::apply_replicated`]).
+    pub meta: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// One record of an export image: keyspace tag, key, value.
+type ImageRecord<'a> = (u8, &'a [u8], &'a [u8]);
+
+/// Reads an export image completely.
+fn parse_export(image: &[u8]) -> Result<Vec<ImageRecord<'_>>, OutboxError> {
     let Some((&EXPORT_VERSION, mut rest)) = image.split_first() else {
         return Err(bad_image("unknown version"));
     };

@@ -848,6 +848,11 @@ async fn replicated_changes_apply_with_their_meta_and_an_image_moves_everything(
     assert_eq!(results[1], Ok(()));
 
     let image = outbox.export().unwrap();
+    assert_eq!(
+        image.meta.get(&b"applied"[..]).map(Vec::as_slice),
+        Some(&b"1"[..])
+    );
+    let image = image.bytes;
     let other_dir = tempfile::tempdir().unwrap();
     let other = open(other_dir.path());
     other

@@ -1,0 +1,324 @@
+//! A pair and its witness as three voters in one process, each behind its own HTTP
+//! server on loopback (the real network code, the real token check), each with its
+//! own outbox on disk. Process-level failover (kill -9) is tested with the binary.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::config::Secret;
+use switchyard_core::{MessageId, RetryPolicy};
+use switchyard_ha::network::{self, HttpNetwork};
+use switchyard_ha::{PairMember, PairNode, Role, Tuning, Voter};
+use switchyard_layers::auth::{Rejection, RequireBearer};
+use switchyard_layers::store_forward::{
+    Category, FjallOutbox, NewMessage, OutboxError, OutboxEvent, OutboxOptions, StoredMessage,
+};
+
+const TOKEN: &str = "pair-token-0123456789abcdef";
+
+fn tuning() -> Tuning {
+    Tuning {
+        snapshot_after_entries: 5,
+        keep_entries: 0,
+        heartbeat: Duration::from_millis(50),
+        election_min: Duration::from_millis(400),
+        election_max: Duration::from_millis(800),
+        commit_timeout: Duration::from_secs(3),
+    }
+}
+
+/// One running voter: its consensus, its outbox, its server.
+struct Running {
+    node: PairNode,
+    outbox: FjallOutbox,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct Pair {
+    voters: Vec<Voter>,
+    listeners: Vec<Option<std::net::TcpListener>>,
+    dirs: Vec<PathBuf>,
+    running: Vec<Option<Running>>,
+    _root: tempfile::TempDir,
+}
+
+fn refuse(_: Rejection) -> axum::response::Response {
+    axum::response::IntoResponse::into_response(http::StatusCode::UNAUTHORIZED)
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let root = tempfile::tempdir().unwrap();
+        let mut voters = Vec::new();
+        let mut listeners = Vec::new();
+        let mut dirs = Vec::new();
+        for (i, name) in ["a", "b", "w"].into_iter().enumerate() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            voters.push(Voter {
+                id: i as u64 + 1,
+                name: name.into(),
+                addr: listener.local_addr().unwrap().to_string(),
+                witness: name == "w",
+            });
+            listeners.push(Some(listener));
+            dirs.push(root.path().join(name));
+        }
+        Pair {
+            voters,
+            listeners,
+            dirs,
+            running: vec![None, None, None],
+            _root: root,
+        }
+    }
+
+    async fn start(&mut self, i: usize) {
+        let listener = match self.listeners[i].take() {
+            Some(l) => l,
+            // A restarted voter binds its old address again.
+            None => std::net::TcpListener::bind(&self.voters[i].addr).unwrap(),
+        };
+        listener.set_nonblocking(true).unwrap();
+        let outbox = open_outbox(&self.dirs[i].join("outbox"));
+        let member = PairMember {
+            voters: self.voters.clone(),
+            me: self.voters[i].id,
+            tuning: tuning(),
+        };
+        let node = PairNode::start(
+            &member,
+            &self.dirs[i],
+            outbox.clone(),
+            HttpNetwork::new(Secret::new(TOKEN), None).unwrap(),
+        )
+        .await
+        .unwrap();
+        let token: Arc<Option<Secret>> = Arc::new(Some(Secret::new(TOKEN)));
+        let app = network::routes(node.raft().clone()).layer(RequireBearer::layer(token, refuse));
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        self.running[i] = Some(Running {
+            node,
+            outbox,
+            server,
+        });
+    }
+
+    /// Stops a voter as abruptly as this process allows: no goodbye to the others.
+    async fn stop(&mut self, i: usize) {
+        let running = self.running[i].take().expect("running");
+        running.server.abort();
+        let _ = running.server.await;
+        running.node.shutdown().await;
+        running.outbox.close();
+    }
+
+    fn voter(&self, i: usize) -> &Running {
+        self.running[i].as_ref().expect("running")
+    }
+
+    async fn active(&self, limit: Duration) -> usize {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let active: Vec<usize> = (0..3)
+                .filter(|i| {
+                    self.running[*i]
+                        .as_ref()
+                        .is_some_and(|r| r.node.is_active())
+                })
+                .collect();
+            assert!(active.len() <= 1, "two active nodes: {active:?}");
+            if let [one] = active[..] {
+                return one;
+            }
+            assert!(tokio::time::Instant::now() < until, "no node became active");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn open_outbox(dir: &Path) -> FjallOutbox {
+    FjallOutbox::open(
+        dir,
+        OutboxOptions {
+            min_free_disk: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn message(n: usize) -> NewMessage {
+    NewMessage {
+        id: MessageId::new(),
+        category: Category::External,
+        target: "ERP".into(),
+        payload: serde_json::json!({ "n": n }),
+        retry: RetryPolicy::new(5, Duration::from_secs(3600)),
+        first_delay: Duration::from_secs(3600),
+        last_error: Some("peer down".into()),
+    }
+}
+
+async fn enqueue_many(outbox: &FjallOutbox, count: usize) -> Vec<MessageId> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..count {
+        let outbox = outbox.clone();
+        tasks.spawn(async move { outbox.enqueue(message(n)).await });
+    }
+    let mut ids = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        ids.push(done.unwrap().expect("acknowledged"));
+    }
+    ids
+}
+
+fn pending(outbox: &FjallOutbox) -> Vec<StoredMessage> {
+    outbox
+        .due(u64::MAX - 1, usize::MAX, &HashSet::new(), None)
+        .unwrap()
+        .messages
+}
+
+async fn wait_pending(outbox: &FjallOutbox, count: u64) {
+    for _ in 0..500 {
+        if outbox.pending_total() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("pending is {}, expected {count}", outbox.pending_total());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pair_elects_one_active_node_replicates_every_change_and_survives_its_loss() {
+    let mut pair = Pair::new();
+    for i in 0..3 {
+        pair.start(i).await;
+    }
+    let first = pair.active(Duration::from_secs(10)).await;
+    assert_ne!(first, 2, "the witness never becomes active");
+    assert_eq!(pair.voter(2).node.role(), Role::Witness);
+    let standby = 1 - first;
+    assert_eq!(pair.voter(standby).node.role(), Role::Standby);
+    assert_eq!(
+        pair.voter(standby).node.active_node().as_deref(),
+        Some(pair.voters[first].name.as_str())
+    );
+
+    // Acknowledged means on a majority: every voter applies every message.
+    let ids = enqueue_many(&pair.voter(first).outbox, 300).await;
+    for i in 0..3 {
+        wait_pending(&pair.voter(i).outbox, 300).await;
+    }
+
+    // A standby refuses to buffer and names the active node.
+    match pair.voter(standby).outbox.enqueue(message(0)).await {
+        Err(OutboxError::Unavailable(why)) => {
+            assert!(why.contains(&pair.voters[first].name), "{why}")
+        }
+        other => panic!("a standby buffered: {other:?}"),
+    }
+
+    // A delivery result goes through the log as well.
+    let delivered = pending(&pair.voter(first).outbox).remove(0);
+    pair.voter(first)
+        .outbox
+        .apply(
+            vec![OutboxEvent::Delivered {
+                id: delivered.id,
+                due_ms: delivered.due_ms,
+                category: delivered.category,
+                target: delivered.target.clone(),
+            }],
+            true,
+        )
+        .await
+        .unwrap();
+    wait_pending(&pair.voter(standby).outbox, 299).await;
+
+    // The active node goes away: the standby takes over with every message.
+    pair.stop(first).await;
+    let second = pair.active(Duration::from_secs(10)).await;
+    assert_eq!(second, standby);
+    let survivors: HashSet<MessageId> = pending(&pair.voter(second).outbox)
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let expected: HashSet<MessageId> = ids.into_iter().filter(|id| *id != delivered.id).collect();
+    assert_eq!(
+        survivors, expected,
+        "the new active node holds every acknowledged message"
+    );
+
+    // With the witness, the survivor still has a majority: it buffers.
+    let more = enqueue_many(&pair.voter(second).outbox, 50).await;
+    assert_eq!(more.len(), 50);
+
+    // The old active node comes back as a standby and catches up.
+    pair.start(first).await;
+    wait_pending(&pair.voter(first).outbox, 349).await;
+    assert_eq!(pair.active(Duration::from_secs(5)).await, second);
+
+    for i in 0..3 {
+        pair.stop(i).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_majority_nothing_is_buffered_and_a_standby_away_for_long_catches_up_from_a_snapshot()
+ {
+    let mut pair = Pair::new();
+    for i in 0..3 {
+        pair.start(i).await;
+    }
+    let active = pair.active(Duration::from_secs(10)).await;
+    let standby = 1 - active;
+
+    // The standby is away while 3,000 messages are buffered: the log is compacted
+    // into a snapshot past where the standby stopped.
+    pair.stop(standby).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.extend(enqueue_many(&pair.voter(active).outbox, 300).await);
+    }
+    let metrics = pair.voter(active).node.raft().metrics().borrow().clone();
+    assert!(
+        metrics.snapshot.is_some(),
+        "a snapshot was taken: {metrics:?}"
+    );
+    assert!(
+        metrics.purged.is_some_and(|p| p.index > 1),
+        "the log the standby missed is gone: {metrics:?}"
+    );
+
+    pair.start(standby).await;
+    wait_pending(&pair.voter(standby).outbox, 3000).await;
+    let caught_up: HashSet<MessageId> = pending(&pair.voter(standby).outbox)
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(caught_up, ids.iter().copied().collect::<HashSet<_>>());
+    let standby_metrics = pair.voter(standby).node.raft().metrics().borrow().clone();
+    assert!(
+        standby_metrics.snapshot.is_some(),
+        "caught up from a snapshot: {standby_metrics:?}"
+    );
+
+    // Fail closed: the active node alone is no majority. Nothing is acknowledged.
+    pair.stop(standby).await;
+    pair.stop(2).await;
+    match pair.voter(active).outbox.enqueue(message(0)).await {
+        Err(OutboxError::Unavailable(_)) => {}
+        other => panic!("buffered without a majority: {other:?}"),
+    }
+    tokio::time::sleep(tuning().election_min).await;
+    assert!(
+        !pair.voter(active).node.is_active(),
+        "a node without a majority is not active"
+    );
+    pair.stop(active).await;
+}
