@@ -50,6 +50,13 @@ pub enum Request {
         /// The changes, in order.
         parts: Vec<Vec<OutboxEvent>>,
     },
+    /// A value kept beside the outbox on every node (the site's deployment).
+    Meta {
+        /// Key in the outbox's meta keyspace (never one of the `raft.` keys).
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
 }
 
 /// What applying an entry gave: one result per part.

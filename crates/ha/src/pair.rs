@@ -117,6 +117,7 @@ pub struct PairNode {
     names: Arc<BTreeMap<NodeId, String>>,
     confirmed: Arc<Mutex<Option<Instant>>>,
     lease: Duration,
+    commit_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -215,6 +216,7 @@ impl PairNode {
             names,
             confirmed,
             lease,
+            commit_timeout: t.commit_timeout,
             tasks,
         })
     }
@@ -257,6 +259,23 @@ impl PairNode {
         leader
             .filter(|id| *id != self.me.id)
             .and_then(|id| self.names.get(&id).cloned())
+    }
+
+    /// Stores `value` under `key` beside the outbox on every node (read back with
+    /// [`FjallOutbox::meta`]); returns once a majority has it. Only on the active node.
+    pub async fn put_replicated(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        let request = crate::Request::Meta {
+            key: key.to_string(),
+            value,
+        };
+        match tokio::time::timeout(self.commit_timeout, self.raft.client_write(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(crate::proposer::refusal(&e, &self.names)),
+            Err(_) => Err(format!(
+                "not replicated to a majority of the pair within {} ms (no majority reachable)",
+                self.commit_timeout.as_millis()
+            )),
+        }
     }
 
     /// Waits until this node is active (or `limit` passed); true when it is.

@@ -155,12 +155,19 @@ impl RaftStateMachine<TypeConfig> for OutboxStateMachine {
         let mut sizes = Vec::new();
         let mut last = None;
         let mut membership = None;
+        let mut values: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for entry in entries {
             last = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Normal(Request::Outbox { parts: mut more }) => {
                     sizes.push(more.len());
                     parts.append(&mut more);
+                }
+                EntryPayload::Normal(Request::Meta { key, value }) => {
+                    sizes.push(0);
+                    if !key.starts_with("raft.") {
+                        values.push((key.into_bytes(), value));
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     sizes.push(0);
@@ -172,10 +179,12 @@ impl RaftStateMachine<TypeConfig> for OutboxStateMachine {
         let Some(last) = last else {
             return Ok(Vec::new());
         };
-        let mut meta = vec![(
+        // Later entries' values come later in the batch and win.
+        let mut meta = values;
+        meta.push((
             APPLIED.to_vec(),
             serde_json::to_vec(&Some(last)).map_err(|e| StorageIOError::apply(last, any(e)))?,
-        )];
+        ));
         if let Some(membership) = &membership {
             meta.push((
                 MEMBERSHIP.to_vec(),

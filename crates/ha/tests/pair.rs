@@ -240,6 +240,40 @@ async fn a_pair_elects_one_active_node_replicates_every_change_and_survives_its_
         .unwrap();
     wait_pending(&pair.voter(standby).outbox, 299).await;
 
+    // Values beside the outbox (the deployment) reach every node; a standby cannot write.
+    pair.voter(first)
+        .node
+        .put_replicated("deployment", b"rev-1".to_vec())
+        .await
+        .unwrap();
+    assert!(
+        pair.voter(standby)
+            .node
+            .put_replicated("deployment", b"x".to_vec())
+            .await
+            .is_err()
+    );
+    for _ in 0..100 {
+        if pair
+            .voter(standby)
+            .outbox
+            .meta(b"deployment")
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        pair.voter(standby)
+            .outbox
+            .meta(b"deployment")
+            .unwrap()
+            .as_deref(),
+        Some(&b"rev-1"[..])
+    );
+
     // The active node goes away: the standby takes over with every message.
     pair.stop(first).await;
     let second = pair.active(Duration::from_secs(10)).await;

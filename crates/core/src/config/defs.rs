@@ -53,6 +53,48 @@ pub struct SiteConfig {
     /// TLS on the cluster link (SPEC §7): the site serves with `cert`/`key`, central
     /// verifies it against `ca`. `None`: plain HTTP (`check` warns off loopback).
     pub tls: Option<ClusterTls>,
+    /// The named nodes of a pair (SPEC §8), in the order central tries them; empty in
+    /// the single-node form. `listen` and `data_dir` above are the first node's.
+    pub pair: Vec<NodeDef>,
+    /// The pair's witness (votes and keeps the log, never active).
+    pub witness: Option<NodeDef>,
+}
+
+impl SiteConfig {
+    /// The node called `name` (a full node or the witness) and whether it is the
+    /// witness.
+    pub fn node(&self, name: &str) -> Option<(&NodeDef, bool)> {
+        self.pair
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| (n, false))
+            .or_else(|| {
+                self.witness
+                    .as_ref()
+                    .filter(|w| w.name == name)
+                    .map(|w| (w, true))
+            })
+    }
+
+    /// The names of every node, full nodes first, then the witness.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.pair
+            .iter()
+            .chain(&self.witness)
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+}
+
+/// One node of a pair (`nodes = [{ name, listen, data_dir }]`, `witness = {...}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDef {
+    /// The name `--node` selects.
+    pub name: String,
+    /// Where its cluster endpoint listens.
+    pub listen: SocketAddr,
+    /// Its own data (absolute).
+    pub data_dir: PathBuf,
 }
 
 /// The files of a TLS cluster link (`[sites.NAME] tls = { cert, key, ca }`), absolute.

@@ -50,8 +50,9 @@ struct RawCentral {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSite {
-    listen: SocketAddr,
-    nodes: Option<Vec<String>>,
+    listen: Option<SocketAddr>,
+    nodes: Option<Vec<RawNodeEntry>>,
+    witness: Option<RawNode>,
     data_dir: Option<String>,
     token: Option<Spanned<SecretRef>>,
     script_threads: Option<usize>,
@@ -59,6 +60,43 @@ struct RawSite {
     script_timeout: Option<HumanDuration>,
     min_free_disk: Option<ByteSize>,
     tls: Option<RawClusterTls>,
+}
+
+/// One entry of `nodes`: an address (single-node form) or a named node (a pair).
+enum RawNodeEntry {
+    Address(String),
+    Named(RawNode),
+}
+
+impl<'de> Deserialize<'de> for RawNodeEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = RawNodeEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address \"host:port\" or a node { name, listen, data_dir }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawNodeEntry, E> {
+                Ok(RawNodeEntry::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawNodeEntry, A::Error> {
+                RawNode::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawNodeEntry::Named)
+            }
+        }
+        d.deserialize_any(Entry)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    listen: SocketAddr,
+    data_dir: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -443,6 +481,7 @@ impl Loader<'_> {
     }
 
     fn site(&mut self, name: &str, span: Range<usize>, raw: RawSite) -> Option<SiteConfig> {
+        let (listen, addresses, pair, witness) = self.site_nodes(name, &span, &raw)?;
         let token = match raw.token {
             Some(token) => {
                 self.secret_warning(&token, &format!("sites.{name}.token"));
@@ -482,27 +521,140 @@ impl Loader<'_> {
                 }
             }
             None => {
-                let off_loopback = !raw.listen.ip().is_loopback()
-                    || raw.nodes.iter().flatten().any(|n| {
+                let off_loopback = !listen.ip().is_loopback()
+                    || addresses.iter().any(|n| {
                         n.parse::<SocketAddr>()
                             .map_or(true, |a| !a.ip().is_loopback())
-                    });
+                    })
+                    || witness.iter().any(|w| !w.listen.ip().is_loopback());
                 if off_loopback {
                     self.warn(span.clone(), format!("sites.{name}: the cluster link leaves this machine without TLS (the site token and deployments travel in clear); set sites.{name}.tls = {{ cert, key, ca }}"));
                 }
             }
         }
+        let data_dir = match pair.first() {
+            Some(first) => first.data_dir.clone(),
+            None => self.dir(raw.data_dir, &format!("data/{name}")),
+        };
         Some(SiteConfig {
-            listen: raw.listen,
-            nodes: raw.nodes.unwrap_or_else(|| vec![raw.listen.to_string()]),
-            data_dir: self.dir(raw.data_dir, &format!("data/{name}")),
+            listen,
+            nodes: addresses,
+            data_dir,
             token,
             script_threads: threads,
             script_queue: raw.script_queue.unwrap_or(threads * 64),
             script_timeout: raw.script_timeout.map_or(Duration::from_secs(30), |d| d.0),
             min_free_disk: raw.min_free_disk.map_or(512 << 20, |b| b.0),
             tls,
+            pair,
+            witness,
         })
+    }
+
+    /// A site's nodes: the single-node form (`listen`, optional `nodes` addresses) or a
+    /// pair (named `nodes`, optional `witness`, SPEC §8). Returns the address the first
+    /// node listens on, the addresses central tries in order, the named full nodes and
+    /// the witness.
+    #[allow(clippy::type_complexity)]
+    fn site_nodes(
+        &mut self,
+        name: &str,
+        span: &Range<usize>,
+        raw: &RawSite,
+    ) -> Option<(SocketAddr, Vec<String>, Vec<NodeDef>, Option<NodeDef>)> {
+        let entries = raw.nodes.as_deref().unwrap_or_default();
+        let named: Vec<&RawNode> = entries
+            .iter()
+            .filter_map(|e| match e {
+                RawNodeEntry::Named(n) => Some(n),
+                RawNodeEntry::Address(_) => None,
+            })
+            .collect();
+        if named.is_empty() {
+            if raw.witness.is_some() {
+                self.error(span.clone(), format!("sites.{name}.witness: a witness needs named nodes (nodes = [{{ name, listen, data_dir }}, ...])"));
+                return None;
+            }
+            let Some(listen) = raw.listen else {
+                self.error(
+                    span.clone(),
+                    format!("sites.{name}: `listen` is required (or named `nodes` for a pair)"),
+                );
+                return None;
+            };
+            let addresses = entries
+                .iter()
+                .filter_map(|e| match e {
+                    RawNodeEntry::Address(a) => Some(a.clone()),
+                    RawNodeEntry::Named(_) => None,
+                })
+                .collect::<Vec<_>>();
+            let addresses = if addresses.is_empty() {
+                vec![listen.to_string()]
+            } else {
+                addresses
+            };
+            return Some((listen, addresses, Vec::new(), None));
+        }
+        if named.len() != entries.len() {
+            self.error(
+                span.clone(),
+                format!("sites.{name}.nodes: either addresses or named nodes, not both"),
+            );
+            return None;
+        }
+        if raw.listen.is_some() || raw.data_dir.is_some() {
+            self.error(span.clone(), format!("sites.{name}: with named nodes, each node has its own `listen` and `data_dir` (remove sites.{name}.listen / data_dir)"));
+            return None;
+        }
+        if named.len() > 2 {
+            self.error(span.clone(), format!("sites.{name}.nodes: a pair has at most two full nodes (and a witness), found {}", named.len()));
+            return None;
+        }
+        let node = |this: &mut Self, n: &RawNode| NodeDef {
+            name: n.name.clone(),
+            listen: n.listen,
+            data_dir: this.dir(n.data_dir.clone(), &format!("data/{name}-{}", n.name)),
+        };
+        let pair: Vec<NodeDef> = named.iter().map(|n| node(self, n)).collect();
+        let witness = raw.witness.as_ref().map(|w| node(self, w));
+        let all: Vec<&NodeDef> = pair.iter().chain(&witness).collect();
+        let mut ok = true;
+        for (i, a) in all.iter().enumerate() {
+            if a.name.is_empty() {
+                self.error(
+                    span.clone(),
+                    format!("sites.{name}.nodes: a node name must not be empty"),
+                );
+                ok = false;
+            }
+            for b in &all[..i] {
+                for (what, same) in [
+                    ("name", a.name == b.name),
+                    ("listen", a.listen == b.listen),
+                    ("data_dir", a.data_dir == b.data_dir),
+                ] {
+                    if same {
+                        self.error(
+                            span.clone(),
+                            format!(
+                                "sites.{name}: nodes `{}` and `{}` have the same {what}",
+                                b.name, a.name
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if pair.len() == 2 && witness.is_none() {
+            self.warn(span.clone(), format!("sites.{name}: a pair without a witness stops when either node is down (two voters need both); add sites.{name}.witness"));
+        }
+        let addresses = pair.iter().map(|n| n.listen.to_string()).collect();
+        Some((pair[0].listen, addresses, pair, witness))
     }
 
     fn api_key(&mut self, name: &str, raw: RawApiKey) -> Option<ApiKeyDef> {
@@ -1288,6 +1440,60 @@ x = 1
 
     /// Issue 15: `max_rate` / `max_in_flight` on the three kinds of target; unset is
     /// unpaced; a bad value is an error naming the key, at its line.
+    #[test]
+    fn a_site_pair_has_named_nodes_and_a_witness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let config = Config::parse(
+            "[sites.plant-a]\ntoken = \"0123456789abcdef-pair\"\n\
+             nodes = [ { name = \"a\", listen = \"127.0.0.1:9101\", data_dir = \"data/a\" },\n\
+                       { name = \"b\", listen = \"127.0.0.1:9102\", data_dir = \"data/b\" } ]\n\
+             witness = { name = \"w\", listen = \"127.0.0.1:9109\", data_dir = \"data/w\" }\n",
+            &path,
+        )
+        .unwrap();
+        let site = &config.sites["plant-a"];
+        assert_eq!(site.nodes, vec!["127.0.0.1:9101", "127.0.0.1:9102"]);
+        assert_eq!(site.listen.port(), 9101);
+        assert_eq!(site.data_dir, dir.path().join("data/a"));
+        assert_eq!(site.node_names(), vec!["a", "b", "w"]);
+        let (w, witness) = site.node("w").unwrap();
+        assert!(witness && w.listen.port() == 9109 && w.data_dir == dir.path().join("data/w"));
+        assert!(site.node("x").is_none());
+        // The single-node form is unchanged: no pair.
+        let single = Config::parse(
+            "[sites.s]\nlisten = \"127.0.0.1:9101\"\ntoken = \"0123456789abcdef-pair\"\n",
+            &path,
+        )
+        .unwrap();
+        assert!(single.sites["s"].pair.is_empty() && single.sites["s"].witness.is_none());
+        assert_eq!(single.sites["s"].nodes, vec!["127.0.0.1:9101"]);
+
+        for (text, want) in [
+            (
+                "listen = \"127.0.0.1:1\"\nnodes = [ { name = \"a\", listen = \"127.0.0.1:2\" } ]\n",
+                "each node has its own `listen`",
+            ),
+            (
+                "nodes = [ { name = \"a\", listen = \"127.0.0.1:2\" }, { name = \"a\", listen = \"127.0.0.1:3\" } ]\n",
+                "nodes `a` and `a` have the same name",
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\nwitness = { name = \"w\", listen = \"127.0.0.1:2\" }\n",
+                "a witness needs named nodes",
+            ),
+            (
+                "nodes = [ { name = \"a\", listen = \"127.0.0.1:2\", port = 3 } ]\n",
+                "unknown field `port`",
+            ),
+            ("nodes = [ 5 ]\n", "an address \"host:port\" or a node"),
+        ] {
+            let text = format!("[sites.s]\ntoken = \"0123456789abcdef-pair\"\n{text}");
+            let errors = Config::parse(&text, &path).unwrap_err().to_string();
+            assert!(errors.contains(want), "{text}\n=> {errors}");
+        }
+    }
+
     #[test]
     fn paced_drain_keys_are_read_and_checked() {
         let dir = tempfile::tempdir().unwrap();
