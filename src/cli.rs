@@ -58,7 +58,7 @@ pub enum Command {
     },
     /// Run one site node: instances, scripts, outbound surfaces, store-and-forward.
     #[command(
-        after_help = "Example:\n  switchyard site --config /etc/switchyard/switchyard.toml --site plant-a\n\nA site keeps running its last deployment while central is down."
+        after_help = "Examples:\n  switchyard site --config /etc/switchyard/switchyard.toml --site plant-a\n  switchyard site --config /etc/switchyard/switchyard.toml --site plant-a --node b\n\nA site keeps running its last deployment while central is down. A site with named\nnodes runs as a pair with a witness: start each node (and the witness) with --node."
     )]
     Site {
         /// Configuration file.
@@ -67,6 +67,10 @@ pub enum Command {
         /// Which site of the configuration this node is.
         #[arg(long)]
         site: String,
+        /// Which node of the site's pair this is (`nodes[].name` or `witness.name`,
+        /// SPEC §8); only for a site with named nodes.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Validate the configuration and compile every script; errors as file:line:col.
     #[command(

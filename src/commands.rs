@@ -56,7 +56,9 @@ pub fn run(cli: Cli) -> Result {
         }
         Command::Dev { config } => runtime()?.block_on(dev(&config)),
         Command::Central { config, listen } => runtime()?.block_on(central(&config, listen)),
-        Command::Site { config, site } => runtime()?.block_on(site_node(&config, &site)),
+        Command::Site { config, site, node } => {
+            runtime()?.block_on(site_node(&config, &site, node.as_deref()))
+        }
         Command::Parked {
             action,
             config,
@@ -178,8 +180,12 @@ fn key(action: KeyAction) -> Result {
     Ok(())
 }
 
-async fn start_site(config: &Config, name: &str) -> Result<tokio::task::JoinHandle<()>> {
-    let node = SiteNode::start(config, name)
+async fn start_site(
+    config: &Config,
+    name: &str,
+    node: Option<&str>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let node = SiteNode::start(config, name, node)
         .await
         .map_err(|e| Exit(1, e.to_string()))?;
     let tls = match &node.settings.tls {
@@ -189,11 +195,15 @@ async fn start_site(config: &Config, name: &str) -> Result<tokio::task::JoinHand
         ),
         None => None,
     };
-    let listener = serve::bind(&format!("site {name}"), node.settings.listen).await?;
+    let what = match node.pair() {
+        Some(_) => format!("site {name} node {}", node.node_name),
+        None => format!("site {name}"),
+    };
+    let listener = serve::bind(&what, node.settings.listen).await?;
     let addr = listener.local_addr().map_err(|e| Exit(1, e.to_string()))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
-        "site {name}: cluster endpoint on {scheme}://{addr}, data in {}",
+        "{what}: cluster endpoint on {scheme}://{addr}, data in {}",
         node.settings.data_dir.display()
     );
     Ok(serve::spawn(
@@ -228,8 +238,15 @@ async fn start_central(config: Config) -> Result<tokio::task::JoinHandle<()>> {
 async fn dev(path: &Path) -> Result {
     let config = load(path)?;
     let mut servers = Vec::new();
-    for name in config.sites.keys() {
-        servers.push(start_site(&config, name).await?);
+    for (name, site) in &config.sites {
+        if site.pair.is_empty() {
+            servers.push(start_site(&config, name, None).await?);
+        } else {
+            // A pair runs whole in one process: both nodes and the witness.
+            for node in site.node_names() {
+                servers.push(start_site(&config, name, Some(node)).await?);
+            }
+        }
     }
     servers.push(start_central(config).await?);
     eprintln!("switchyard dev: running; Ctrl-C to stop");
@@ -284,7 +301,7 @@ async fn central(path: &Path, listen: Option<std::net::SocketAddr>) -> Result {
     Ok(())
 }
 
-async fn site_node(path: &Path, name: &str) -> Result {
+async fn site_node(path: &Path, name: &str, node: Option<&str>) -> Result {
     let config = load(path)?;
     if let Some(site) = config.sites.get(name) {
         refuse_example_token(
@@ -294,7 +311,7 @@ async fn site_node(path: &Path, name: &str) -> Result {
             &config.base_dir,
         )?;
     }
-    let server = start_site(&config, name).await?;
+    let server = start_site(&config, name, node).await?;
     serve::log_sighup(name.to_string());
     let _ = server.await;
     Ok(())

@@ -68,7 +68,7 @@ pub async fn start(external: SocketAddr, pg_url: &str) -> BenchPlant {
     write(dir.path(), "switchyard.toml", &config.to_string());
     let config =
         Config::load(&dir.path().join("switchyard.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let site = SiteNode::start(&config, "bench")
+    let site = SiteNode::start(&config, "bench", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", site_port))

@@ -131,6 +131,16 @@ impl Section {
         }
         self
     }
+
+    /// Removes `key` if it is set.
+    #[allow(
+        dead_code,
+        reason = "the pair tests use it (tests/common includes this file)"
+    )]
+    pub fn remove(&mut self, key: &str) -> &mut Section {
+        self.entries.retain(|(k, _)| k != key);
+        self
+    }
 }
 
 impl fmt::Display for PlantToml {

@@ -38,6 +38,8 @@ pub struct SiteDirectory {
 #[derive(Debug)]
 struct SiteEndpoint {
     nodes: Vec<String>,
+    /// The node that answered last (a pair's active node): tried first.
+    preferred: std::sync::atomic::AtomicUsize,
     /// `Authorization: Bearer <site token>`, prepared once (the cluster endpoint
     /// verifies it with `RequireBearer`).
     credentials: Result<http::HeaderMap, String>,
@@ -68,6 +70,7 @@ impl SiteDirectory {
                     name.clone(),
                     SiteEndpoint {
                         nodes: site.nodes.clone(),
+                        preferred: std::sync::atomic::AtomicUsize::new(0),
                         credentials: site
                             .token
                             .resolve_token(&config.base_dir)
@@ -173,69 +176,142 @@ impl Service<SiteRequest> for SiteTransport {
                 .scheme
                 .clone()
                 .map_err(|e| Failure::permanent(codes::CONNECTION, e))?;
-            let mut tried = Vec::new();
-            for node in &endpoint.nodes {
-                let mut builder = http
-                    .request(
-                        request.method.clone(),
-                        format!("{scheme}://{node}{}", request.path),
-                    )
-                    .headers(credentials.clone())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(request.body.clone());
-                if let Some(deadline) = request.deadline {
-                    builder = builder.header(DEADLINE_HEADER, deadline.to_header_value());
-                }
-                match builder.send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        let body = response.bytes().await.map_err(|e| {
-                            Failure::transient(
-                                codes::SITE_UNREACHABLE,
-                                format!(
-                                    "site {} ({node}) broke off its answer: {}",
-                                    request.site,
-                                    e.without_url()
-                                ),
-                            )
-                        })?;
-                        return Ok(SiteResponse {
-                            site: request.site.clone(),
-                            status,
-                            body,
-                        });
+            // A pair's standby answers 503 NOT_ACTIVE: the next node is tried, and while
+            // a failover is under way (no node active yet) the round is repeated until
+            // one is, within the caller's deadline (the deadline layer cuts it off).
+            let started = std::time::Instant::now();
+            loop {
+                match try_nodes(&http, &request, endpoint, credentials, scheme).await? {
+                    Round::Answered(response) => return Ok(response),
+                    Round::NoneActive(tried) if started.elapsed() < FAILOVER_WAIT => {
+                        tracing::debug!(site = %request.site, tried = %tried.join("; "), "no active node yet; trying again");
+                        tokio::time::sleep(FAILOVER_POLL).await;
                     }
-                    // Nobody took the connection (refused, or the connect timeout): next node.
-                    Err(e) if e.is_connect() || e.is_timeout() => {
-                        tried.push(format!(
-                            "{node}: {}",
-                            switchyard_core::classify::error_chain(&e.without_url())
-                        ));
+                    Round::NoneActive(tried) => {
+                        return Err(Failure::transient(
+                            codes::NOT_ACTIVE,
+                            format!(
+                                "no node of site {} is active ({})",
+                                request.site,
+                                tried.join("; ")
+                            ),
+                        )
+                        .into());
                     }
-                    Err(e) => {
+                    Round::Unreachable(tried) => {
                         return Err(Failure::transient(
                             codes::SITE_UNREACHABLE,
                             format!(
-                                "site {} ({node}) failed during the call: {}",
+                                "no node of site {} answered ({})",
                                 request.site,
-                                switchyard_core::classify::error_chain(&e.without_url())
+                                tried.join("; ")
                             ),
                         )
                         .into());
                     }
                 }
             }
-            Err(Failure::transient(
-                codes::SITE_UNREACHABLE,
-                format!(
-                    "no node of site {} answered ({})",
-                    request.site,
-                    tried.join("; ")
-                ),
-            )
-            .into())
         })
     }
+}
+
+/// Longest wait for a pair's failover when the caller set no deadline.
+const FAILOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Pause between rounds while no node of a pair is active.
+const FAILOVER_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The outcome of trying every node of a site once.
+enum Round {
+    /// A node that does the site's work answered.
+    Answered(SiteResponse),
+    /// At least one node answered, but none is active (a failover is under way).
+    NoneActive(Vec<String>),
+    /// No node took the connection.
+    Unreachable(Vec<String>),
+}
+
+/// Tries the site's nodes once, the last active one first. A request is sent again
+/// to another node only when it never reached one (connection refused or timed out)
+/// or a standby refused it unread: never twice to a node that may have run it.
+async fn try_nodes(
+    http: &reqwest::Client,
+    request: &SiteRequest,
+    endpoint: &SiteEndpoint,
+    credentials: &http::HeaderMap,
+    scheme: &str,
+) -> Result<Round, BoxError> {
+    use std::sync::atomic::Ordering;
+    let count = endpoint.nodes.len();
+    let first = endpoint.preferred.load(Ordering::Relaxed) % count.max(1);
+    let mut tried = Vec::new();
+    let mut standby = false;
+    for i in (0..count).map(|k| (first + k) % count) {
+        let node = &endpoint.nodes[i];
+        let mut builder = http
+            .request(
+                request.method.clone(),
+                format!("{scheme}://{node}{}", request.path),
+            )
+            .headers(credentials.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(request.body.clone());
+        if let Some(deadline) = request.deadline {
+            builder = builder.header(DEADLINE_HEADER, deadline.to_header_value());
+        }
+        match builder.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.bytes().await.map_err(|e| {
+                    Failure::transient(
+                        codes::SITE_UNREACHABLE,
+                        format!(
+                            "site {} ({node}) broke off its answer: {}",
+                            request.site,
+                            e.without_url()
+                        ),
+                    )
+                })?;
+                if status == http::StatusCode::SERVICE_UNAVAILABLE
+                    && let Ok(refusal) = serde_json::from_slice::<ErrorBody>(&body)
+                    && refusal.code == codes::NOT_ACTIVE
+                {
+                    standby = true;
+                    tried.push(format!("{node}: {}", refusal.error));
+                    continue;
+                }
+                endpoint.preferred.store(i, Ordering::Relaxed);
+                return Ok(Round::Answered(SiteResponse {
+                    site: request.site.clone(),
+                    status,
+                    body,
+                }));
+            }
+            // Nobody took the connection (refused, or the connect timeout): next node.
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                tried.push(format!(
+                    "{node}: {}",
+                    switchyard_core::classify::error_chain(&e.without_url())
+                ));
+            }
+            Err(e) => {
+                return Err(Failure::transient(
+                    codes::SITE_UNREACHABLE,
+                    format!(
+                        "site {} ({node}) failed during the call: {}",
+                        request.site,
+                        switchyard_core::classify::error_chain(&e.without_url())
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(if standby {
+        Round::NoneActive(tried)
+    } else {
+        Round::Unreachable(tried)
+    })
 }
 
 /// Site answers → failures: error bodies keep the class the site gave them.

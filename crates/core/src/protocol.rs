@@ -149,6 +149,8 @@ pub enum Role {
     Active,
     /// Mirrors the active node.
     Standby,
+    /// Votes and keeps the replicated log; never active (SPEC §8).
+    Witness,
 }
 
 /// A site's health.
@@ -171,6 +173,25 @@ pub struct Health {
     /// delivery rate; 0 from a site of an earlier release).
     #[serde(default)]
     pub delivered: u64,
+    /// The answering node's name (its `--node`, or the site's name for a single node).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The node this one knows to be active.
+    #[serde(default)]
+    pub active_node: Option<String>,
+}
+
+/// A node's answer on `GET /health` (SPEC §8), without credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// Always `ok` when the node answers.
+    pub status: String,
+    /// `active`, `standby` or `witness`.
+    pub role: Role,
+    /// The answering node.
+    pub node: String,
+    /// The active node, if known.
+    pub active_node: Option<String>,
 }
 
 /// Store-and-forward counts of one queue: a category and its target.

@@ -36,7 +36,7 @@ pub mod paths {
 pub const MAX_RPC_BYTES: usize = 64 << 20;
 
 /// The routes that serve a voter's RPCs. Put them behind the pair's bearer token.
-pub fn routes(raft: Raft) -> Router {
+pub fn routes<S: Clone + Send + Sync + 'static>(raft: Raft) -> Router<S> {
     Router::new()
         .route(paths::APPEND, post(append))
         .route(paths::VOTE, post(vote))

@@ -30,6 +30,11 @@ pub const MAX_DEPLOYMENT_BYTES: usize = 64 << 20;
 
 /// The cluster endpoint's routes.
 pub fn router(node: Arc<SiteNode>) -> Router {
+    // Consensus traffic between the pair's voters, behind the same token.
+    let raft = match node.pair() {
+        Some(pair) => switchyard_ha::network::routes(pair.raft().clone()),
+        None => Router::new(),
+    };
     Router::new()
         // A deployment carries every script inline: well past axum's 2 MiB default.
         .route(
@@ -39,14 +44,22 @@ pub fn router(node: Arc<SiteNode>) -> Router {
         .route(protocol::paths::CALL, post(call))
         .route(protocol::paths::GET_ATTRIBUTES, post(get_attributes))
         .route(protocol::paths::SET_ATTRIBUTES, post(set_attributes))
-        .route(protocol::paths::HEALTH, get(health))
         .route(protocol::paths::PARKED, get(list_parked))
         .route(protocol::paths::PARKED_RETRY, post(retry_parked))
         .route(protocol::paths::PARKED_DISCARD, post(discard_parked))
-        // Only central, holding the site token, gets past this point.
+        // Only the active node of a pair does the site's work.
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            only_active,
+        ))
+        .route(protocol::paths::HEALTH, get(health))
+        .merge(raft)
+        // Only central (and the pair's voters), holding the site token, get past this point.
         .layer(RequireBearer::layer(node.token(), refuse))
-        // Metrics hold no secrets: scraped without the token.
+        // Metrics and the node's role hold no secrets: read without the token.
         .route("/metrics", get(metrics))
+        .route("/health", get(node_health))
+        .route("/ready", get(ready))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -56,6 +69,72 @@ pub fn router(node: Arc<SiteNode>) -> Router {
             )
         })
         .with_state(node)
+}
+
+/// Refuses the site's work on a node that is not active: `503 NOT_ACTIVE`, naming the
+/// active node when this one knows it (central then tries the next node).
+async fn only_active(
+    State(node): State<Arc<SiteNode>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if node.is_active() {
+        return next.run(request).await;
+    }
+    let active = node.active_node();
+    let message = match &active {
+        Some(name) => format!(
+            "node {} is not active; the active node is {name}",
+            node.node_name
+        ),
+        None => format!(
+            "node {} is not active and no node of the pair is active now",
+            node.node_name
+        ),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": message,
+            "code": codes::NOT_ACTIVE,
+            "class": "transient",
+            "active_node": active,
+        })),
+    )
+        .into_response()
+}
+
+fn role(node: &SiteNode) -> Role {
+    match node.role() {
+        switchyard_ha::Role::Active => Role::Active,
+        switchyard_ha::Role::Standby => Role::Standby,
+        switchyard_ha::Role::Witness => Role::Witness,
+    }
+}
+
+/// `GET /health` (SPEC §8): every node, without credentials.
+async fn node_health(State(node): State<Arc<SiteNode>>) -> Response {
+    axum::Json(protocol::NodeHealth {
+        status: "ok".into(),
+        role: role(&node),
+        node: node.node_name.clone(),
+        active_node: node.active_node(),
+    })
+    .into_response()
+}
+
+/// `GET /ready` (SPEC §8): 200 on the active node only (what a load balancer checks).
+async fn ready(State(node): State<Arc<SiteNode>>) -> Response {
+    let status = if node.is_active() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({ "ready": status == StatusCode::OK, "role": role(&node) })),
+    )
+        .into_response()
 }
 
 /// The answer to a request without the site token.
@@ -261,7 +340,7 @@ async fn health(State(node): State<Arc<SiteNode>>) -> Response {
     let counts = node.outbox().counts();
     let health = Health {
         site: node.name.clone(),
-        role: Role::Active,
+        role: role(&node),
         revision: node.runtime().map(|r| r.deployment.revision.clone()),
         pending: counts.iter().map(|c| c.2.pending).sum(),
         parked: counts.iter().map(|c| c.2.parked).sum(),
@@ -276,6 +355,8 @@ async fn health(State(node): State<Arc<SiteNode>>) -> Response {
             })
             .collect(),
         delivered: node.outbox().delivered_total(),
+        node: Some(node.node_name.clone()),
+        active_node: node.active_node(),
     };
     axum::Json(health).into_response()
 }

@@ -16,6 +16,8 @@ use switchyard_core::error::codes;
 use switchyard_core::protocol::Deployment;
 use switchyard_core::script::{CompileError, ScriptLimits, ScriptPool};
 use switchyard_core::{BoxError, Failure};
+use switchyard_ha::network::HttpNetwork;
+use switchyard_ha::{PairMember, PairNode, Tuning, Voter};
 use switchyard_layers::store_forward::{
     Category, FjallOutbox, Forwarder, ForwarderHandle, ForwarderOptions, Lane, OutboxOptions,
     Pacing, StoredMessage, now_ms,
@@ -30,6 +32,22 @@ pub enum StartError {
     /// The site token could not be read.
     #[error("sites.{site}.token: {reason}")]
     Token {
+        /// Site name.
+        site: String,
+        /// Why.
+        reason: String,
+    },
+    /// `--node` does not fit the site's configuration.
+    #[error("sites.{site}: {reason}")]
+    Node {
+        /// Site name.
+        site: String,
+        /// Why.
+        reason: String,
+    },
+    /// The pair's consensus could not start.
+    #[error("sites.{site}: {reason}")]
+    Pair {
         /// Site name.
         site: String,
         /// Why.
@@ -57,7 +75,16 @@ pub struct SiteNode {
     token: Arc<Option<Secret>>,
     deploy_lock: tokio::sync::Mutex<()>,
     forwarder: Mutex<Option<ForwarderHandle>>,
+    /// This node's voter when the site runs as a pair (SPEC §8); `None`: a single node,
+    /// always active.
+    pair: Option<Arc<PairNode>>,
+    /// The node's name (`--node`), or the site's name for a single node.
+    pub node_name: String,
+    /// A pair node serves once it has taken over (deployment in force, forwarder
+    /// running), not merely once it leads.
+    serving: std::sync::atomic::AtomicBool,
     _gauges: AbortOnDrop,
+    supervisor: Mutex<Option<AbortOnDrop>>,
 }
 
 impl std::fmt::Debug for SiteNode {
@@ -70,15 +97,30 @@ impl std::fmt::Debug for SiteNode {
 
 impl SiteNode {
     /// Opens the site's data, resumes its last deployment and starts draining
-    /// store-and-forward. Must be called inside the tokio runtime.
-    pub async fn start(config: &Config, site: &str) -> Result<Arc<SiteNode>, StartError> {
+    /// store-and-forward. `node` picks the node of a pair (SPEC §8): it joins its pair
+    /// and works only while it is the active node. Must be called inside the tokio
+    /// runtime.
+    pub async fn start(
+        config: &Config,
+        site: &str,
+        node: Option<&str>,
+    ) -> Result<Arc<SiteNode>, StartError> {
         // Record from the start (the recorder is process-wide).
         switchyard_core::telemetry::handle();
-        let settings = config
+        let mut settings = config
             .sites
             .get(site)
             .cloned()
             .ok_or_else(|| StartError::UnknownSite(site.to_string()))?;
+        let member = pair_member(&settings, site, node)?;
+        if let Some(member) = &member {
+            let me = settings
+                .node(&member.me().name)
+                .map(|(def, _)| def.clone())
+                .expect("pair_member found the node");
+            settings.listen = me.listen;
+            settings.data_dir = me.data_dir;
+        }
         let token = settings
             .token
             .resolve_token(&config.base_dir)
@@ -128,6 +170,32 @@ impl SiteNode {
             site: site.to_string(),
             handle: tokio::runtime::Handle::current(),
         };
+        let pair = match &member {
+            Some(member) => {
+                let ca = match &settings.tls {
+                    Some(tls) => Some(switchyard_core::tls::ca_certificate(&tls.ca).map_err(
+                        |reason| StartError::Pair {
+                            site: site.to_string(),
+                            reason: format!("tls.{reason}"),
+                        },
+                    )?),
+                    None => None,
+                };
+                let pair_error = |reason: String| StartError::Pair {
+                    site: site.to_string(),
+                    reason,
+                };
+                let network = HttpNetwork::new(token.clone(), ca).map_err(pair_error)?;
+                let voter = PairNode::start(member, &data_dir, services.outbox.clone(), network)
+                    .await
+                    .map_err(|e| pair_error(e.to_string()))?;
+                Some(Arc::new(voter))
+            }
+            None => None,
+        };
+        let node_name = member
+            .as_ref()
+            .map_or_else(|| site.to_string(), |m| m.me().name.clone());
         let gauges = AbortOnDrop(tokio::spawn(refresh_gauges(
             services.outbox.clone(),
             data_dir.clone(),
@@ -141,11 +209,108 @@ impl SiteNode {
             token: Arc::new(Some(token)),
             deploy_lock: tokio::sync::Mutex::new(()),
             forwarder: Mutex::new(None),
+            pair,
+            node_name,
+            serving: std::sync::atomic::AtomicBool::new(false),
             _gauges: gauges,
+            supervisor: Mutex::new(None),
         });
-        node.resume().await;
-        node.start_forwarder();
+        match &node.pair {
+            None => {
+                node.resume().await;
+                node.start_forwarder();
+            }
+            Some(pair) if pair.me().witness => {
+                tracing::info!(site = %node.name, node = %node.node_name, "witness of the pair: votes and keeps the log");
+            }
+            Some(_) => {
+                // A warm standby: the deployment is loaded, the work waits for the role.
+                node.resume().await;
+                let task = tokio::spawn(supervise(Arc::downgrade(&node)));
+                *node.supervisor.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(AbortOnDrop(task));
+            }
+        }
         Ok(node)
+    }
+
+    /// This node's voter, when the site runs as a pair.
+    pub fn pair(&self) -> Option<&Arc<PairNode>> {
+        self.pair.as_ref()
+    }
+
+    /// Whether this node does the site's work now: always for a single node; for a
+    /// pair, while it is the active node (leadership confirmed within its lease).
+    pub fn is_active(&self) -> bool {
+        self.pair
+            .as_ref()
+            .is_none_or(|p| p.is_active() && self.serving.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// What this node is to its site (SPEC §8).
+    pub fn role(&self) -> switchyard_ha::Role {
+        self.pair
+            .as_ref()
+            .map_or(switchyard_ha::Role::Active, |p| p.role())
+    }
+
+    /// The name of the active node as far as this node knows.
+    pub fn active_node(&self) -> Option<String> {
+        match &self.pair {
+            None => Some(self.node_name.clone()),
+            Some(pair) => pair.active_node(),
+        }
+    }
+
+    /// Becomes the active node: the replicated deployment if it is newer than the one
+    /// loaded, then the forwarder.
+    async fn take_over(&self) {
+        let outbox = self.services.outbox.clone();
+        let replicated =
+            tokio::task::spawn_blocking(move || outbox.meta(DEPLOYMENT_META.as_bytes())).await;
+        match replicated {
+            Ok(Ok(Some(bytes))) => match serde_json::from_slice::<Deployment>(&bytes) {
+                Ok(deployment) => {
+                    let current = self.runtime().map(|r| r.deployment.revision.clone());
+                    if current.as_deref() != Some(deployment.revision.as_str()) {
+                        let _one_at_a_time = self.deploy_lock.lock().await;
+                        if let Err(errors) = self.install(deployment).await {
+                            tracing::error!(site = %self.name, errors = %join(&errors), "the replicated deployment does not compile here; keeping the loaded one");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(site = %self.name, error = %e, "the replicated deployment is unreadable; keeping the loaded one")
+                }
+            },
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(site = %self.name, error = %e, "cannot read the replicated deployment")
+            }
+            Err(e) => {
+                tracing::error!(site = %self.name, error = %e, "cannot read the replicated deployment")
+            }
+        }
+        self.start_forwarder();
+        self.serving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(site = %self.name, node = %self.node_name, "this node is now the site's active node: serving calls and delivering");
+    }
+
+    /// No longer active: deliveries stop at once (those in flight are abandoned and
+    /// retried by the new active node: at-least-once).
+    fn step_down(&self) {
+        self.serving
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(forwarder) = self
+            .forwarder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            forwarder.stop();
+        }
+        tracing::warn!(site = %self.name, node = %self.node_name, active = ?self.active_node(), "this node is no longer active: calls refused, deliveries stopped");
     }
 
     /// Loads the last deployment from disk, if there is one.
@@ -180,6 +345,7 @@ impl SiteNode {
     fn start_forwarder(&self) {
         let dispatch = Dispatch {
             runtime: self.runtime.clone(),
+            pair: self.pair.clone(),
         };
         let pacing = DeploymentPacing {
             runtime: self.runtime.clone(),
@@ -235,6 +401,21 @@ impl SiteNode {
         }) {
             return Ok(deployment.revision);
         }
+        if let Some(pair) = &self.pair {
+            // Compiled first (a broken deployment is not replicated), then on a
+            // majority, so a node that takes over serves it without central.
+            Runtime::build(deployment.clone(), self.services.clone())?;
+            let bytes =
+                serde_json::to_vec(&deployment).map_err(|e| deployment_error(e.to_string()))?;
+            pair.put_replicated(DEPLOYMENT_META, bytes)
+                .await
+                .map_err(|e| deployment_error(format!("not replicated to the pair: {e}")))?;
+        }
+        self.install(deployment).await
+    }
+
+    /// Compiles, stores and swaps in a deployment.
+    async fn install(&self, deployment: Deployment) -> Result<String, Vec<CompileError>> {
         let revision = deployment.revision.clone();
         let runtime = Runtime::build(deployment.clone(), self.services.clone())?;
         let state = self.services.state.clone();
@@ -243,12 +424,9 @@ impl SiteNode {
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
         {
-            return Err(vec![CompileError {
-                file: "deployment".into(),
-                line: 1,
-                column: 1,
-                message: format!("cannot store the deployment: {e}"),
-            }]);
+            return Err(deployment_error(format!(
+                "cannot store the deployment: {e}"
+            )));
         }
         publish_paces(&runtime.deployment);
         self.runtime.store(Some(Arc::new(runtime)));
@@ -256,6 +434,89 @@ impl SiteNode {
         Ok(revision)
     }
 }
+
+/// Key of the replicated deployment beside the outbox.
+const DEPLOYMENT_META: &str = "site.deployment";
+
+fn deployment_error(message: String) -> Vec<CompileError> {
+    vec![CompileError {
+        file: "deployment".into(),
+        line: 1,
+        column: 1,
+        message,
+    }]
+}
+
+/// This node's place in its pair, from `--node`; `None` for the single-node form.
+fn pair_member(
+    settings: &SiteConfig,
+    site: &str,
+    node: Option<&str>,
+) -> Result<Option<PairMember>, StartError> {
+    let refuse = |reason: String| StartError::Node {
+        site: site.to_string(),
+        reason,
+    };
+    let names = settings.node_names().join(", ");
+    let name = match (node, settings.pair.is_empty()) {
+        (None, true) => return Ok(None),
+        (Some(n), true) => {
+            return Err(refuse(format!(
+                "this site has no named nodes, so there is no node `{n}`; start it without --node"
+            )));
+        }
+        (None, false) => {
+            return Err(refuse(format!(
+                "this site runs as a pair: name this node with --node ({names})"
+            )));
+        }
+        (Some(n), false) => n,
+    };
+    if settings.node(name).is_none() {
+        return Err(refuse(format!("no node `{name}` (nodes: {names})")));
+    }
+    let full = settings.pair.iter().map(|n| (n, false));
+    let voters = full
+        .chain(settings.witness.iter().map(|w| (w, true)))
+        .enumerate()
+        .map(|(i, (def, witness))| Voter {
+            id: i as u64 + 1,
+            name: def.name.clone(),
+            addr: def.listen.to_string(),
+            witness,
+        })
+        .collect::<Vec<_>>();
+    let me = voters
+        .iter()
+        .find(|v| v.name == name)
+        .map(|v| v.id)
+        .expect("checked above");
+    Ok(Some(PairMember {
+        voters,
+        me,
+        tuning: Tuning::default(),
+    }))
+}
+
+/// Follows this node's role: takes over when it becomes active, steps down when it
+/// stops being active.
+async fn supervise(node: std::sync::Weak<SiteNode>) {
+    let mut active = false;
+    loop {
+        tokio::time::sleep(SUPERVISE_EVERY).await;
+        let Some(node) = node.upgrade() else { return };
+        let now = node.pair.as_ref().is_some_and(|p| p.is_active());
+        if now && !active {
+            node.take_over().await;
+        } else if !now && active {
+            node.step_down();
+        }
+        active = now;
+    }
+}
+
+/// How often a pair node checks its role.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(50);
 
 /// Ends a background task with its owner.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -331,6 +592,8 @@ fn join(errors: &[CompileError]) -> String {
 #[derive(Clone)]
 struct Dispatch {
     runtime: Arc<ArcSwapOption<Runtime>>,
+    /// Fencing: a pair node delivers only while its leadership is confirmed.
+    pair: Option<Arc<PairNode>>,
 }
 
 impl tower::Service<StoredMessage> for Dispatch {
@@ -344,7 +607,16 @@ impl tower::Service<StoredMessage> for Dispatch {
 
     fn call(&mut self, message: StoredMessage) -> Self::Future {
         let runtime = self.runtime.load_full();
+        let deposed = self.pair.as_ref().is_some_and(|p| !p.is_active());
         Box::pin(async move {
+            if deposed {
+                // Its result cannot be recorded either (the log refuses a non-leader).
+                return Err(Failure::transient(
+                    codes::NOT_ACTIVE,
+                    "this node is no longer the active node",
+                )
+                .into());
+            }
             let Some(runtime) = runtime else {
                 return Err(
                     Failure::transient(codes::NOT_FOUND, "the site has no deployment yet").into(),

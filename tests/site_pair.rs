@@ -1,0 +1,218 @@
+//! A site as a pair with a witness (SPEC §8, `[7.5-1]`): three `switchyard site --node`
+//! processes, central in front. Messages buffered through the active node survive its
+//! `kill -9`: the standby takes over and delivers every acknowledged one.
+
+mod common;
+
+use common::plant_toml::{PlantToml, list, table};
+use common::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const NODES: [&str; 3] = ["a", "b", "w"];
+
+/// plant-a as a pair (nodes a, b, witness w); the stub's messages retried for as long
+/// as the test needs.
+fn pair_config(c: &mut PlantToml, ports: [u16; 3]) {
+    let node = |name: &str, port: u16| {
+        table([
+            ("name", name.into()),
+            ("listen", format!("127.0.0.1:{port}").into()),
+            ("data_dir", format!("data/plant-a-{name}").into()),
+        ])
+    };
+    c.table("sites.plant-a")
+        .remove("listen")
+        .remove("data_dir")
+        .set("nodes", list([node("a", ports[0]), node("b", ports[1])]))
+        .set("witness", node("w", ports[2]));
+    c.table("external_systems.Stub").set(
+        "retry",
+        table([
+            ("max_retries", 100_000.into()),
+            ("interval", "300ms".into()),
+        ]),
+    );
+}
+
+struct SitePair {
+    plant: TestPlant,
+    ports: [u16; 3],
+}
+
+impl SitePair {
+    fn start_node(&mut self, i: usize) {
+        let name = format!("plant-a-{}", NODES[i]);
+        let config = self.plant.config_str().to_string();
+        let p = switchyard(
+            self.plant.dir.path(),
+            &name,
+            &[
+                "site", "--config", &config, "--site", "plant-a", "--node", NODES[i],
+            ],
+        );
+        self.plant.procs.push(p);
+    }
+
+    fn kill_node(&mut self, i: usize) {
+        self.plant.kill(&format!("plant-a-{}", NODES[i]));
+    }
+
+    async fn get(&self, i: usize, path: &str) -> Option<(u16, Value)> {
+        let r = http()
+            .get(format!("http://127.0.0.1:{}{path}", self.ports[i]))
+            .bearer_auth(SITE_TOKEN)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.json().await.unwrap_or_default()))
+    }
+
+    /// The full node that answers `/ready` with 200, once exactly one does.
+    async fn active(&self, limit: Duration) -> usize {
+        let until = Instant::now() + limit;
+        loop {
+            let mut ready = Vec::new();
+            for i in 0..3 {
+                if self.get(i, "/ready").await.is_some_and(|(s, _)| s == 200) {
+                    ready.push(i);
+                }
+            }
+            assert!(ready.len() <= 1, "two ready nodes: {ready:?}");
+            if let [one] = ready[..] {
+                return one;
+            }
+            assert!(Instant::now() < until, "no node of plant-a became active");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_message() {
+    let stub = HttpStub::start().await;
+    let peer = TcpProxy::start(stub.addr, false).await;
+    let peers = Peers {
+        stub: format!("127.0.0.1:{}", peer.port),
+        ..Peers::default()
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let mut pair = SitePair {
+        plant: TestPlant::with_config(&peers, |c| pair_config(c, ports)),
+        ports,
+    };
+    for i in 0..3 {
+        pair.start_node(i);
+    }
+    pair.plant.start_site("plant-b");
+    pair.plant.start_central();
+    let first = pair.active(Duration::from_secs(60)).await;
+    assert_ne!(first, 2, "the witness is never active");
+    let standby = 1 - first;
+    wait_until_async(
+        "plant-a has a deployment",
+        Duration::from_secs(60),
+        || async {
+            pair.get(first, "/cluster/health")
+                .await
+                .is_some_and(|(_, h)| !h["revision"].is_null())
+        },
+    )
+    .await;
+
+    // Every node says what it is, without credentials.
+    for (i, role) in [(first, "active"), (standby, "standby"), (2, "witness")] {
+        let h: Value = http()
+            .get(format!("http://127.0.0.1:{}/health", ports[i]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(h["role"], role, "{h}");
+        assert_eq!(h["node"], NODES[i], "{h}");
+        if i != first {
+            assert_eq!(h["active_node"], NODES[first], "{h}");
+        }
+    }
+    // A standby refuses the site's work and names the active node.
+    let r = http()
+        .post(format!("http://127.0.0.1:{}/cluster/call", ports[standby]))
+        .bearer_auth(SITE_TOKEN)
+        .json(&json!({ "instance": "T-1", "script": "Echo", "params": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_ACTIVE", "{body}");
+    assert_eq!(body["active_node"], NODES[first], "{body}");
+
+    // The peer is down: every CachedCall is buffered — acknowledged only once a
+    // majority of the pair has it.
+    let mut ids = HashSet::new();
+    for n in 0..60 {
+        let r = pair
+            .plant
+            .run(
+                "T-1",
+                "Cached",
+                json!({ "system": "Stub", "method": "PostReading",
+                        "args": { "tank": format!("T-{n}"), "level": n as f64 } }),
+            )
+            .await;
+        assert_eq!(r["value"]["status"], "buffered", "{r}");
+        ids.insert(r["value"]["id"].as_str().unwrap().to_string());
+    }
+
+    // kill -9 of the active node: the standby takes over, central follows it.
+    let killed = Instant::now();
+    pair.kill_node(first);
+    let second = pair.active(Duration::from_secs(10)).await;
+    assert_eq!(second, standby);
+    let failover = killed.elapsed();
+    let r = pair
+        .plant
+        .run("T-1", "Echo", json!({ "after": "failover" }))
+        .await;
+    assert_eq!(r["instance"], "T-1", "{r}");
+    eprintln!(
+        "failover (kill -9 → standby ready): {} ms",
+        failover.as_millis()
+    );
+
+    // The peer comes back: every acknowledged message reaches it, none lost.
+    peer.set_up(true);
+    wait_until(
+        "every acknowledged message reached the peer",
+        Duration::from_secs(60),
+        || {
+            let seen: HashSet<String> = stub
+                .seen()
+                .iter()
+                .filter_map(|s| s.headers.get("idempotency-key"))
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            ids.is_subset(&seen)
+        },
+    )
+    .await;
+
+    // The killed node comes back as a standby.
+    pair.start_node(first);
+    wait_until_async(
+        "the old active node is back as standby",
+        Duration::from_secs(30),
+        || async {
+            pair.get(first, "/health")
+                .await
+                .is_some_and(|(_, h)| h["role"] == "standby")
+        },
+    )
+    .await;
+    assert_eq!(pair.active(Duration::from_secs(5)).await, second);
+}
