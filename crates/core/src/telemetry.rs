@@ -123,6 +123,37 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Configured max_in_flight of the drain (0: no limit of its own).",
     ),
+    // Pairs with a witness (SPEC §8).
+    (
+        "switchyard_ha_leader",
+        Kind::Gauge,
+        "1 while this voter leads its pair (the active node, or a witness handing over), else 0.",
+    ),
+    (
+        "switchyard_ha_term",
+        Kind::Gauge,
+        "Current Raft term of this voter.",
+    ),
+    (
+        "switchyard_ha_last_log_index",
+        Kind::Gauge,
+        "Index of the last entry in this voter's replicated log.",
+    ),
+    (
+        "switchyard_ha_applied_index",
+        Kind::Gauge,
+        "Index of the last log entry applied to this voter's outbox.",
+    ),
+    (
+        "switchyard_ha_replication_lag_entries",
+        Kind::Gauge,
+        "On the leader: log entries a follower has not yet received, by follower.",
+    ),
+    (
+        "switchyard_ha_leader_elections_total",
+        Kind::Counter,
+        "Elections this voter won (a rise on a full node is a failover to it).",
+    ),
     // Disk.
     (
         "switchyard_disk_free_bytes",

@@ -291,6 +291,47 @@ impl PairNode {
         }
     }
 
+    /// Adopts into the replicated outbox every message `outbox` holds that the pair has
+    /// not replicated yet — those of a single node migrated into a pair — once per pair
+    /// (a replicated marker records it). Adopting is idempotent: a voter that already
+    /// holds a message keeps it as it is. Call on the active node before it delivers;
+    /// returns how many records were proposed.
+    pub async fn adopt_unreplicated(&self, outbox: &FjallOutbox) -> Result<usize, String> {
+        if outbox
+            .meta(ADOPTED.as_bytes())
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(0);
+        }
+        let scan = outbox.clone();
+        let events = tokio::task::spawn_blocking(move || unreplicated_records(&scan))
+            .await
+            .map_err(|e| e.to_string())??;
+        let count = events.len();
+        for chunk in events.chunks(crate::proposer::MAX_PARTS) {
+            let parts = chunk.iter().map(|e| vec![e.clone()]).collect();
+            let written = tokio::time::timeout(
+                self.commit_timeout,
+                self.raft.client_write(crate::Request::Outbox { parts }),
+            )
+            .await;
+            match written {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(crate::proposer::refusal(&e, &self.names)),
+                Err(_) => return Err("adopting the unreplicated messages timed out".into()),
+            }
+        }
+        self.put_replicated(ADOPTED, b"1".to_vec()).await?;
+        if count > 0 {
+            tracing::warn!(
+                count,
+                "adopted messages that predate the pair into the replicated outbox"
+            );
+        }
+        Ok(count)
+    }
+
     /// Waits until this node is active (or `limit` passed); true when it is.
     pub async fn wait_active(&self, limit: Duration) -> bool {
         let until = Instant::now() + limit;
@@ -337,6 +378,42 @@ async fn initialize_later(raft: Raft, members: BTreeMap<NodeId, BasicNode>, afte
     {
         tracing::error!(error = %e, "cannot initialise the pair");
     }
+}
+
+/// Marker of a pair whose pre-existing messages were adopted.
+const ADOPTED: &str = "pair.adopted";
+
+/// Every pending and parked record of `outbox`, as adoption events. Blocking.
+fn unreplicated_records(
+    outbox: &FjallOutbox,
+) -> Result<Vec<switchyard_layers::store_forward::OutboxEvent>, String> {
+    use switchyard_layers::store_forward::OutboxEvent;
+    let mut events = Vec::new();
+    // All at once: a one-time step, bounded by what a single node held.
+    let pending = outbox
+        .due(
+            u64::MAX - 1,
+            usize::MAX,
+            &std::collections::HashSet::new(),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    events.extend(
+        pending
+            .messages
+            .into_iter()
+            .map(OutboxEvent::AdoptedPending),
+    );
+    let mut after = None;
+    loop {
+        let page = outbox.list_parked(after, 1024).map_err(|e| e.to_string())?;
+        events.extend(page.items.into_iter().map(OutboxEvent::AdoptedParked));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(events)
 }
 
 /// The witness leads only to bring a full node up to date: once a full node has its

@@ -356,3 +356,77 @@ async fn without_a_majority_nothing_is_buffered_and_a_standby_away_for_long_catc
     );
     pair.stop(active).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_nodes_messages_are_adopted_when_it_becomes_the_first_node_of_a_pair() {
+    let mut pair = Pair::new();
+    // The single node's outbox, written before there was a pair: 20 pending, one of
+    // them parked.
+    let single = open_outbox(&pair.dirs[0].join("outbox"));
+    let ids = enqueue_many(&single, 20).await;
+    let parked = pending(&single).remove(0);
+    single
+        .apply(
+            vec![OutboxEvent::Parked {
+                prev_due_ms: parked.due_ms,
+                parked: switchyard_layers::store_forward::ParkedMessage {
+                    message: parked.clone(),
+                    parked_ms: 1,
+                    reason: "retries exhausted".into(),
+                },
+            }],
+            true,
+        )
+        .await
+        .unwrap();
+    single.close();
+
+    for i in 0..3 {
+        pair.start(i).await;
+    }
+    let active = pair.active(Duration::from_secs(10)).await;
+    assert_eq!(
+        active, 0,
+        "the first node initialises the pair and leads its first term"
+    );
+    let adopted = pair
+        .voter(0)
+        .node
+        .adopt_unreplicated(&pair.voter(0).outbox)
+        .await
+        .unwrap();
+    assert_eq!(adopted, 20);
+    assert_eq!(
+        pair.voter(0)
+            .node
+            .adopt_unreplicated(&pair.voter(0).outbox)
+            .await,
+        Ok(0),
+        "once per pair"
+    );
+    for i in 0..3 {
+        wait_pending(&pair.voter(i).outbox, 19).await;
+        let counts = pair.voter(i).outbox.counts();
+        assert_eq!(
+            counts.iter().map(|c| c.2.parked).sum::<u64>(),
+            1,
+            "voter {i}: {counts:?}"
+        );
+        assert!(
+            pair.voter(i)
+                .outbox
+                .get_parked(parked.id)
+                .unwrap()
+                .is_some()
+        );
+    }
+    let held: HashSet<MessageId> = pending(&pair.voter(1).outbox)
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let expected: HashSet<MessageId> = ids.into_iter().filter(|id| *id != parked.id).collect();
+    assert_eq!(held, expected);
+    for i in 0..3 {
+        pair.stop(i).await;
+    }
+}

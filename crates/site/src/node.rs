@@ -291,6 +291,11 @@ impl SiteNode {
                 tracing::error!(site = %self.name, error = %e, "cannot read the replicated deployment")
             }
         }
+        if let Some(pair) = &self.pair
+            && let Err(e) = pair.adopt_unreplicated(&self.services.outbox).await
+        {
+            tracing::error!(site = %self.name, error = %e, "cannot adopt the messages that predate the pair; tried again at the next take-over");
+        }
         self.start_forwarder();
         self.serving
             .store(true, std::sync::atomic::Ordering::SeqCst);

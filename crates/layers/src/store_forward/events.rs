@@ -49,4 +49,10 @@ pub enum OutboxEvent {
         /// Message id.
         id: MessageId,
     },
+    /// A pending message that predates replication, adopted into the replicated
+    /// outbox (a single node migrated into a pair): inserted where it is missing, left
+    /// alone where the message is already held.
+    AdoptedPending(StoredMessage),
+    /// The same for a parked message.
+    AdoptedParked(ParkedMessage),
 }

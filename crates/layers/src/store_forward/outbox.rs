@@ -770,7 +770,9 @@ impl Writer {
                     }
                     new_work |= matches!(
                         event,
-                        OutboxEvent::Enqueued(_) | OutboxEvent::Retried { .. }
+                        OutboxEvent::Enqueued(_)
+                            | OutboxEvent::Retried { .. }
+                            | OutboxEvent::AdoptedPending(_)
                     );
                 }
                 result
@@ -972,6 +974,22 @@ impl Writer {
                 batch.insert(&s.due, due_key(m.due_ms, id), []);
                 bump(deltas, m.category, &m.target, 1, -1);
             }
+            OutboxEvent::AdoptedPending(m) => {
+                if self.held(&m.id, touched)? {
+                    return Ok(());
+                }
+                batch.insert(&s.pending, m.id.to_bytes(), encode(m));
+                batch.insert(&s.due, due_key(m.due_ms, &m.id), []);
+                bump(deltas, m.category, &m.target, 1, 0);
+            }
+            OutboxEvent::AdoptedParked(parked) => {
+                let m = &parked.message;
+                if self.held(&m.id, touched)? {
+                    return Ok(());
+                }
+                batch.insert(&s.parked, m.id.to_bytes(), encode(parked));
+                bump(deltas, m.category, &m.target, 0, 1);
+            }
             OutboxEvent::Discarded { id } => {
                 let parked = self.parked_once(id, touched)?;
                 batch.remove(&s.parked, id.to_bytes());
@@ -985,6 +1003,14 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Whether a message is already held (pending or parked, or changed in this batch).
+    fn held(&self, id: &MessageId, touched: &mut HashSet<MessageId>) -> Result<bool, OutboxError> {
+        let key = id.to_bytes();
+        Ok(!touched.insert(*id)
+            || self.shared.pending.contains_key(key)?
+            || self.shared.parked.contains_key(key)?)
     }
 
     /// The parked message an operator action names; `NotFound` when there is none or
