@@ -180,6 +180,9 @@ pub enum Suite {
     /// A backlog of 10,000 buffered calls drained at `max_rate = 500` vs unpaced,
     /// counted per second at the HTTP peer.
     Drain,
+    /// A pair with a witness: replicated enqueue vs the single-node outbox, replication
+    /// lag, failover time over 20 stops of the active node.
+    Ha,
     /// All of the above.
     All,
 }

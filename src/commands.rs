@@ -503,6 +503,9 @@ async fn bench(suite: Suite, duration: Duration, drain: usize, smtp_delay: Durat
     if all || matches!(suite, Suite::Drain) {
         bench::drain::run(10_000).await;
     }
+    if all || matches!(suite, Suite::Ha) {
+        bench::ha::run(duration, 20).await;
+    }
     Ok(())
 }
 

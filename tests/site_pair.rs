@@ -55,6 +55,22 @@ impl SitePair {
         self.plant.procs.push(p);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to node `i`'s process.
+    fn signal(&self, i: usize, signal: &str) {
+        let name = format!("plant-a-{}", NODES[i]);
+        let proc = self
+            .plant
+            .procs
+            .iter()
+            .find(|p| p.name == name)
+            .expect("running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), proc.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
     fn kill_node(&mut self, i: usize) {
         self.plant.kill(&format!("plant-a-{}", NODES[i]));
     }
@@ -91,8 +107,9 @@ impl SitePair {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_message() {
+/// A pair of plant-a with its witness, plant-b and central, with the HTTP peer behind
+/// a proxy that starts down. Returns once plant-a's active node has its deployment.
+async fn start_pair() -> (SitePair, HttpStub, TcpProxy, usize) {
     let stub = HttpStub::start().await;
     let peer = TcpProxy::start(stub.addr, false).await;
     let peers = Peers {
@@ -111,7 +128,6 @@ async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_messag
     pair.plant.start_central();
     let first = pair.active(Duration::from_secs(60)).await;
     assert_ne!(first, 2, "the witness is never active");
-    let standby = 1 - first;
     wait_until_async(
         "plant-a has a deployment",
         Duration::from_secs(60),
@@ -122,6 +138,48 @@ async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_messag
         },
     )
     .await;
+    (pair, stub, peer, first)
+}
+
+/// Buffers `count` CachedCalls through central (the peer is down); their message ids.
+async fn buffer_calls(pair: &SitePair, count: usize) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for n in 0..count {
+        let r = pair
+            .plant
+            .run(
+                "T-1",
+                "Cached",
+                json!({ "system": "Stub", "method": "PostReading",
+                        "args": { "tank": format!("T-{n}"), "level": n as f64 } }),
+            )
+            .await;
+        assert_eq!(r["value"]["status"], "buffered", "{r}");
+        ids.insert(r["value"]["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// How often each message id reached the peer.
+fn deliveries(stub: &HttpStub) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for s in stub.seen() {
+        if let Some(id) = s
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+        {
+            *seen.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_message() {
+    let (mut pair, stub, peer, first) = start_pair().await;
+    let ports = pair.ports;
+    let standby = 1 - first;
 
     // Every node says what it is, without credentials.
     for (i, role) in [(first, "active"), (standby, "standby"), (2, "witness")] {
@@ -154,20 +212,7 @@ async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_messag
 
     // The peer is down: every CachedCall is buffered — acknowledged only once a
     // majority of the pair has it.
-    let mut ids = HashSet::new();
-    for n in 0..60 {
-        let r = pair
-            .plant
-            .run(
-                "T-1",
-                "Cached",
-                json!({ "system": "Stub", "method": "PostReading",
-                        "args": { "tank": format!("T-{n}"), "level": n as f64 } }),
-            )
-            .await;
-        assert_eq!(r["value"]["status"], "buffered", "{r}");
-        ids.insert(r["value"]["id"].as_str().unwrap().to_string());
-    }
+    let ids = buffer_calls(&pair, 60).await;
 
     // kill -9 of the active node: the standby takes over, central follows it.
     let killed = Instant::now();
@@ -191,13 +236,8 @@ async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_messag
         "every acknowledged message reached the peer",
         Duration::from_secs(60),
         || {
-            let seen: HashSet<String> = stub
-                .seen()
-                .iter()
-                .filter_map(|s| s.headers.get("idempotency-key"))
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
-            ids.is_subset(&seen)
+            let seen = deliveries(&stub);
+            ids.iter().all(|id| seen.contains_key(id))
         },
     )
     .await;
@@ -215,4 +255,51 @@ async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_messag
     )
     .await;
     assert_eq!(pair.active(Duration::from_secs(5)).await, second);
+}
+
+/// Fencing: the active node paused past the election timeout (SIGSTOP) and resumed
+/// (SIGCONT) delivers nothing and runs no script: the new active node delivered every
+/// message exactly once, and the resumed node refuses work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_active_node_resumes_as_a_standby_that_delivers_nothing_and_runs_no_script() {
+    let (pair, stub, peer, first) = start_pair().await;
+    let other = 1 - first;
+    let ids = buffer_calls(&pair, 30).await;
+
+    pair.signal(first, "STOP");
+    assert_eq!(pair.active(Duration::from_secs(15)).await, other);
+    peer.set_up(true);
+    wait_until(
+        "the new active node delivered everything",
+        Duration::from_secs(60),
+        || {
+            let seen = deliveries(&stub);
+            ids.iter().all(|id| seen.contains_key(id))
+        },
+    )
+    .await;
+
+    pair.signal(first, "CONT");
+    // Past the old node's retry interval: were it still delivering, it would by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = deliveries(&stub);
+    let twice: Vec<_> = ids.iter().filter(|id| seen.get(*id) != Some(&1)).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let (status, body) = pair
+        .get(first, "/ready")
+        .await
+        .expect("the resumed node answers");
+    assert_eq!(status, 503, "{body}");
+    let r = http()
+        .post(format!(
+            "http://127.0.0.1:{}/cluster/call",
+            pair.ports[first]
+        ))
+        .bearer_auth(SITE_TOKEN)
+        .json(&json!({ "instance": "T-1", "script": "Echo", "params": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503, "the resumed node runs no script");
+    assert_eq!(pair.active(Duration::from_secs(5)).await, other);
 }

@@ -9,6 +9,7 @@
 //! cargo run --release -- bench external      # ExternalSystem.Call vs raw reqwest; CachedWrite drain
 //! cargo run --release -- bench smtp          # e-mails/s, pool of 5 vs one connection
 //! cargo run --release -- bench drain         # a 10,000-call backlog at max_rate 500 vs unpaced
+//! cargo run --release -- bench ha            # a pair: replicated enqueue vs one outbox, failover
 //! ```
 //!
 //! `bench inbound` with wrk installed (`apt-get install wrk`), release build at the commit
@@ -25,6 +26,7 @@
 
 pub mod drain;
 pub mod echo;
+pub mod ha;
 pub mod load;
 pub mod plant;
 pub mod plant_toml;

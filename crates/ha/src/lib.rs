@@ -9,7 +9,9 @@
 //! - [`network`]: the three RPCs as JSON over the cluster HTTP link (bearer token).
 //! - [`proposer`]: many outbox changes per log entry, so group commit survives.
 //! - [`pair`]: one voter, started from its place in the pair.
+//! - [`local`]: three voters in one process, for tests and benchmarks.
 
+pub mod local;
 pub mod log_store;
 pub mod network;
 pub mod pair;

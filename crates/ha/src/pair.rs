@@ -140,11 +140,15 @@ impl PairNode {
     ) -> Result<PairNode, StartError> {
         let me = member.me().clone();
         let t = member.tuning;
+        let witness_wait = if me.witness { 2 } else { 1 };
         let config = Config {
             cluster_name: "switchyard".into(),
             heartbeat_interval: t.heartbeat.as_millis() as u64,
-            election_timeout_min: t.election_min.as_millis() as u64,
-            election_timeout_max: t.election_max.as_millis() as u64,
+            // The witness waits twice as long before it stands: the surviving full node
+            // usually stands first and wins at once; the witness wins only when it alone
+            // holds the newest entry, and then hands over (`hand_over`).
+            election_timeout_min: (t.election_min * witness_wait).as_millis() as u64,
+            election_timeout_max: (t.election_max * witness_wait).as_millis() as u64,
             // A witness stands for election too: when it holds the newest entry (the
             // other full node had not received it), only it can win, and it then hands
             // the leadership over (see `hand_over`). It is never active.

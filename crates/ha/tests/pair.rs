@@ -3,19 +3,14 @@
 //! own outbox on disk. Process-level failover (kill -9) is tested with the binary.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
-use switchyard_core::config::Secret;
 use switchyard_core::{MessageId, RetryPolicy};
-use switchyard_ha::network::{self, HttpNetwork};
-use switchyard_ha::{PairMember, PairNode, Role, Tuning, Voter};
-use switchyard_layers::auth::{Rejection, RequireBearer};
+use switchyard_ha::local::{LocalPair, Running};
+use switchyard_ha::{Role, Tuning};
 use switchyard_layers::store_forward::{
     Category, FjallOutbox, NewMessage, OutboxError, OutboxEvent, OutboxOptions, StoredMessage,
 };
-
-const TOKEN: &str = "pair-token-0123456789abcdef";
 
 fn tuning() -> Tuning {
     Tuning {
@@ -28,115 +23,38 @@ fn tuning() -> Tuning {
     }
 }
 
-/// One running voter: its consensus, its outbox, its server.
-struct Running {
-    node: PairNode,
-    outbox: FjallOutbox,
-    server: tokio::task::JoinHandle<()>,
-}
-
+/// The pair under test and the directory it lives in.
 struct Pair {
-    voters: Vec<Voter>,
-    listeners: Vec<Option<std::net::TcpListener>>,
-    dirs: Vec<PathBuf>,
-    running: Vec<Option<Running>>,
+    local: LocalPair,
     _root: tempfile::TempDir,
-}
-
-fn refuse(_: Rejection) -> axum::response::Response {
-    axum::response::IntoResponse::into_response(http::StatusCode::UNAUTHORIZED)
 }
 
 impl Pair {
     fn new() -> Pair {
         let root = tempfile::tempdir().unwrap();
-        let mut voters = Vec::new();
-        let mut listeners = Vec::new();
-        let mut dirs = Vec::new();
-        for (i, name) in ["a", "b", "w"].into_iter().enumerate() {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            voters.push(Voter {
-                id: i as u64 + 1,
-                name: name.into(),
-                addr: listener.local_addr().unwrap().to_string(),
-                witness: name == "w",
-            });
-            listeners.push(Some(listener));
-            dirs.push(root.path().join(name));
-        }
         Pair {
-            voters,
-            listeners,
-            dirs,
-            running: vec![None, None, None],
+            local: LocalPair::new(root.path(), tuning()).unwrap(),
             _root: root,
         }
     }
 
     async fn start(&mut self, i: usize) {
-        let listener = match self.listeners[i].take() {
-            Some(l) => l,
-            // A restarted voter binds its old address again.
-            None => std::net::TcpListener::bind(&self.voters[i].addr).unwrap(),
-        };
-        listener.set_nonblocking(true).unwrap();
-        let outbox = open_outbox(&self.dirs[i].join("outbox"));
-        let member = PairMember {
-            voters: self.voters.clone(),
-            me: self.voters[i].id,
-            tuning: tuning(),
-        };
-        let node = PairNode::start(
-            &member,
-            &self.dirs[i],
-            outbox.clone(),
-            HttpNetwork::new(Secret::new(TOKEN), None).unwrap(),
-        )
-        .await
-        .unwrap();
-        let token: Arc<Option<Secret>> = Arc::new(Some(Secret::new(TOKEN)));
-        let app = network::routes(node.raft().clone()).layer(RequireBearer::layer(token, refuse));
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        self.running[i] = Some(Running {
-            node,
-            outbox,
-            server,
-        });
+        self.local.start(i).await.unwrap();
     }
 
-    /// Stops a voter as abruptly as this process allows: no goodbye to the others.
     async fn stop(&mut self, i: usize) {
-        let running = self.running[i].take().expect("running");
-        running.server.abort();
-        let _ = running.server.await;
-        running.node.shutdown().await;
-        running.outbox.close();
+        self.local.stop(i).await;
     }
 
     fn voter(&self, i: usize) -> &Running {
-        self.running[i].as_ref().expect("running")
+        self.local.voter(i)
     }
 
     async fn active(&self, limit: Duration) -> usize {
-        let until = tokio::time::Instant::now() + limit;
-        loop {
-            let active: Vec<usize> = (0..3)
-                .filter(|i| {
-                    self.running[*i]
-                        .as_ref()
-                        .is_some_and(|r| r.node.is_active())
-                })
-                .collect();
-            assert!(active.len() <= 1, "two active nodes: {active:?}");
-            if let [one] = active[..] {
-                return one;
-            }
-            assert!(tokio::time::Instant::now() < until, "no node became active");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.local
+            .active(limit)
+            .await
+            .expect("a node became active")
     }
 }
 
@@ -206,7 +124,7 @@ async fn a_pair_elects_one_active_node_replicates_every_change_and_survives_its_
     assert_eq!(pair.voter(standby).node.role(), Role::Standby);
     assert_eq!(
         pair.voter(standby).node.active_node().as_deref(),
-        Some(pair.voters[first].name.as_str())
+        Some(pair.local.voters[first].name.as_str())
     );
 
     // Acknowledged means on a majority: every voter applies every message.
@@ -218,7 +136,7 @@ async fn a_pair_elects_one_active_node_replicates_every_change_and_survives_its_
     // A standby refuses to buffer and names the active node.
     match pair.voter(standby).outbox.enqueue(message(0)).await {
         Err(OutboxError::Unavailable(why)) => {
-            assert!(why.contains(&pair.voters[first].name), "{why}")
+            assert!(why.contains(&pair.local.voters[first].name), "{why}")
         }
         other => panic!("a standby buffered: {other:?}"),
     }
@@ -362,7 +280,7 @@ async fn a_single_nodes_messages_are_adopted_when_it_becomes_the_first_node_of_a
     let mut pair = Pair::new();
     // The single node's outbox, written before there was a pair: 20 pending, one of
     // them parked.
-    let single = open_outbox(&pair.dirs[0].join("outbox"));
+    let single = open_outbox(&pair.local.dirs[0].join("outbox"));
     let ids = enqueue_many(&single, 20).await;
     let parked = pending(&single).remove(0);
     single
