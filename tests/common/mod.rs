@@ -155,6 +155,8 @@ pub struct Seen {
     pub body: Value,
     /// When the request reached the stub.
     pub at: Instant,
+    /// The status the stub answered with.
+    pub status: u16,
 }
 
 /// What the stub answers.
@@ -207,6 +209,12 @@ impl HttpStub {
                     .await
                     .unwrap_or_default();
                 let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let reply = s
+                    .queue
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(|| s.default.lock().unwrap().clone());
                 s.seen.lock().unwrap().push(Seen {
                     method: parts.method.to_string(),
                     path: parts.uri.path().to_string(),
@@ -214,13 +222,8 @@ impl HttpStub {
                     headers: parts.headers.clone(),
                     body,
                     at,
+                    status: reply.status,
                 });
-                let reply = s
-                    .queue
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .unwrap_or_else(|| s.default.lock().unwrap().clone());
                 if !reply.delay.is_zero() {
                     tokio::time::sleep(reply.delay).await;
                 }

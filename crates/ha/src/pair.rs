@@ -2,10 +2,11 @@
 //! proposer the outbox sends its changes to, and the answer to "is this node active?".
 //!
 //! Active means more than "openraft says leader": a leader that was paused (SIGSTOP)
-//! or cut off still believes it leads until it hears of a newer term. So the leader
-//! confirms its leadership with a majority every heartbeat, and counts as active only
-//! within a lease from the start of the last confirmation that is shorter than the
-//! shortest election timeout: no other node can have been elected within it.
+//! or cut off still believes it leads until it hears of a newer term. So a leader
+//! counts as active only within a lease from the last time a majority acknowledged it
+//! (openraft measures this from when the acknowledged heartbeat or entries were sent),
+//! and the lease is shorter than the shortest election timeout: no other node can have
+//! been elected within it.
 
 use crate::log_store::LogStore;
 use crate::network::HttpNetwork;
@@ -116,7 +117,8 @@ pub struct PairNode {
     raft: Raft,
     me: Voter,
     names: Arc<BTreeMap<NodeId, String>>,
-    confirmed: Arc<Mutex<Option<Instant>>>,
+    /// When a majority last acknowledged this node as leader (`None`: not leader).
+    acked: Arc<Mutex<Option<Instant>>>,
     lease: Duration,
     commit_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
@@ -140,15 +142,17 @@ impl PairNode {
     ) -> Result<PairNode, StartError> {
         let me = member.me().clone();
         let t = member.tuning;
-        let witness_wait = if me.witness { 2 } else { 1 };
         let config = Config {
             cluster_name: "switchyard".into(),
             heartbeat_interval: t.heartbeat.as_millis() as u64,
-            // The witness waits twice as long before it stands: the surviving full node
-            // usually stands first and wins at once; the witness wins only when it alone
-            // holds the newest entry, and then hands over (`hand_over`).
-            election_timeout_min: (t.election_min * witness_wait).as_millis() as u64,
-            election_timeout_max: (t.election_max * witness_wait).as_millis() as u64,
+            // The witness stands later than the full node (1.4 × its timeouts): the
+            // surviving full node usually stands first and wins at once; the witness
+            // wins only when it alone holds the newest entry, and then hands over
+            // (`hand_over`). Not later than that: openraft's leader lease is the
+            // election maximum, and the witness must not refuse the full node's
+            // candidacy for longer than the full node waits before standing.
+            election_timeout_min: witness_wait(me.witness, t.election_min).as_millis() as u64,
+            election_timeout_max: witness_wait(me.witness, t.election_max).as_millis() as u64,
             // A witness stands for election too: when it holds the newest entry (the
             // other full node had not received it), only it can win, and it then hands
             // the leadership over (see `hand_over`). It is never active.
@@ -203,7 +207,7 @@ impl PairNode {
                 names.clone(),
             )))
             .map_err(|e| StartError(e.to_string()))?;
-        let confirmed = Arc::new(Mutex::new(None));
+        let acked = Arc::new(Mutex::new(None));
         // A quarter of the shortest election timeout is kept as margin for clock rates
         // and scheduling.
         let lease = t.election_min * 3 / 4;
@@ -213,22 +217,15 @@ impl PairNode {
             names.clone(),
         ))];
         if me.witness {
-            // Never confirms a leadership it must give away: confirming sends
-            // heartbeats, which would keep the full node from standing.
             tasks.push(tokio::spawn(hand_over(raft.clone(), t.heartbeat)));
         } else {
-            tasks.push(tokio::spawn(confirm_leadership(
-                raft.clone(),
-                confirmed.clone(),
-                t.heartbeat,
-                lease,
-            )));
+            tasks.push(tokio::spawn(track_quorum_acks(raft.clone(), acked.clone())));
         }
         Ok(PairNode {
             raft,
             me,
             names,
-            confirmed,
+            acked,
             lease,
             commit_timeout: t.commit_timeout,
             tasks,
@@ -252,8 +249,8 @@ impl PairNode {
             return false;
         }
         let leader = self.raft.metrics().borrow().state == ServerState::Leader;
-        let confirmed = *self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
-        leader && confirmed.is_some_and(|at| at.elapsed() < self.lease)
+        let acked = *self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        leader && acked.is_some_and(|at| at.elapsed() < self.lease)
     }
 
     /// This node's role now.
@@ -384,6 +381,11 @@ async fn initialize_later(raft: Raft, members: BTreeMap<NodeId, BasicNode>, afte
     }
 }
 
+/// A witness's election timeout: 1.4 × a full node's.
+fn witness_wait(witness: bool, timeout: Duration) -> Duration {
+    if witness { timeout * 7 / 5 } else { timeout }
+}
+
 /// Marker of a pair whose pre-existing messages were adopted.
 const ADOPTED: &str = "pair.adopted";
 
@@ -449,25 +451,25 @@ async fn hand_over(raft: Raft, every: Duration) {
     }
 }
 
-/// While leader, confirms the leadership with a majority every heartbeat; the start of
-/// the last confirmation that succeeded is the lease's origin.
-async fn confirm_leadership(
-    raft: Raft,
-    confirmed: Arc<Mutex<Option<Instant>>>,
-    every: Duration,
-    lease: Duration,
-) {
-    let set = |at: Option<Instant>| *confirmed.lock().unwrap_or_else(|p| p.into_inner()) = at;
+/// Keeps the time a majority last acknowledged this leader, from openraft's metrics
+/// (published at least every 1.5 heartbeats, and on every event). The instant is
+/// absolute: after a pause it is as old as the pause, so the lease has run out before
+/// any fresh figure arrives.
+async fn track_quorum_acks(raft: Raft, acked: Arc<Mutex<Option<Instant>>>) {
+    let mut metrics = raft.metrics();
     loop {
-        tokio::time::sleep(every).await;
-        if raft.metrics().borrow().state != ServerState::Leader {
-            set(None);
-            continue;
-        }
-        let started = Instant::now();
-        // Not confirmed: the lease runs out on its own.
-        if let Ok(Ok(_)) = tokio::time::timeout(lease, raft.ensure_linearizable()).await {
-            set(Some(started));
+        let at = {
+            let m = metrics.borrow_and_update();
+            match (m.state, m.millis_since_quorum_ack) {
+                (ServerState::Leader, Some(ms)) => {
+                    Instant::now().checked_sub(Duration::from_millis(ms))
+                }
+                _ => None,
+            }
+        };
+        *acked.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
