@@ -158,16 +158,18 @@ pub async fn run(duration: Duration, kills: usize) {
             None => println!("  round {round}: no node took over within 30 s"),
         }
         pair.start(active).await.expect("voter restarts");
-        // Caught up before the next round: the restarted node has what the active has.
+        // Caught up before the next round: the restarted node's log ends where the
+        // active node's does.
         let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until {
             let Some(now) = pair.active(Duration::from_secs(5)).await else {
                 break;
             };
-            if pair.voter(active).outbox.pending_total() == pair.voter(now).outbox.pending_total() {
+            let last = |i: usize| pair.voter(i).node.raft().metrics().borrow().last_log_index;
+            if now != active && last(active) == last(now) {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     times.sort_unstable();

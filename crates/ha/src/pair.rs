@@ -220,6 +220,10 @@ impl PairNode {
             tasks.push(tokio::spawn(hand_over(raft.clone(), t.heartbeat)));
         } else {
             tasks.push(tokio::spawn(track_quorum_acks(raft.clone(), acked.clone())));
+            let witness = member.voters.iter().find(|v| v.witness).map(|v| v.id);
+            if let Some(witness) = witness {
+                tasks.push(tokio::spawn(take_back(raft.clone(), witness, t.heartbeat)));
+            }
         }
         Ok(PairNode {
             raft,
@@ -378,6 +382,33 @@ async fn initialize_later(raft: Raft, members: BTreeMap<NodeId, BasicNode>, afte
         && let Err(e) = initialize(&raft, members).await
     {
         tracing::error!(error = %e, "cannot initialise the pair");
+    }
+}
+
+/// A full node that follows the witness stands as soon as it holds the witness's whole
+/// log (it has applied an entry of the witness's term, and everything it has): the
+/// witness leads only to hand over, and waiting for openraft's timers would add the
+/// leader lease and, after a candidacy refused for a shorter log, twice the election
+/// maximum. The witness refuses while its own lease lasts; the next try wins.
+async fn take_back(raft: Raft, witness: NodeId, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let caught_up = {
+            let m = raft.metrics().borrow().clone();
+            m.state == ServerState::Follower
+                && m.current_leader == Some(witness)
+                && m.last_applied.is_some_and(|l| {
+                    l.leader_id.term == m.current_term && Some(l.index) == m.last_log_index
+                })
+        };
+        if caught_up {
+            tracing::info!(
+                "the witness leads and this node has its whole log: standing for election"
+            );
+            if let Err(e) = raft.trigger().elect().await {
+                tracing::warn!(error = %e, "cannot stand for election");
+            }
+        }
     }
 }
 

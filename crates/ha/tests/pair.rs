@@ -237,7 +237,15 @@ async fn without_a_majority_nothing_is_buffered_and_a_standby_away_for_long_catc
     for _ in 0..10 {
         ids.extend(enqueue_many(&pair.voter(active).outbox, 300).await);
     }
-    let metrics = pair.voter(active).node.raft().metrics().borrow().clone();
+    // Snapshots and purges run in the background: wait for both.
+    let mut metrics = pair.voter(active).node.raft().metrics().borrow().clone();
+    for _ in 0..250 {
+        if metrics.snapshot.is_some() && metrics.purged.is_some_and(|p| p.index > 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = pair.voter(active).node.raft().metrics().borrow().clone();
+    }
     assert!(
         metrics.snapshot.is_some(),
         "a snapshot was taken: {metrics:?}"
