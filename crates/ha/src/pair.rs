@@ -159,7 +159,7 @@ impl PairNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
             max_in_snapshot_log_to_keep: t.keep_entries,
             // Entries carry up to MAX_PARTS changes each: keep one RPC in the MiBs.
-            max_payload_entries: 64,
+            max_payload_entries: 8,
             snapshot_max_chunk_size: 1 << 20,
             install_snapshot_timeout: 5000,
             ..Default::default()
@@ -297,13 +297,16 @@ impl PairNode {
     }
 
     /// Adopts into the replicated outbox every message `outbox` holds that the pair has
-    /// not replicated yet — those of a single node migrated into a pair — once per pair
+    /// not replicated yet — those of a single node migrated into a pair — once per node
     /// (a replicated marker records it). Adopting is idempotent: a voter that already
     /// holds a message keeps it as it is. Call on the active node before it delivers;
     /// returns how many records were proposed.
     pub async fn adopt_unreplicated(&self, outbox: &FjallOutbox) -> Result<usize, String> {
+        // Per node: a node that took over first (with nothing of its own) must not mark
+        // the adoption done for the node that holds the single node's messages.
+        let marker = format!("{ADOPTED}.{}", self.me.name);
         if outbox
-            .meta(ADOPTED.as_bytes())
+            .meta(marker.as_bytes())
             .map_err(|e| e.to_string())?
             .is_some()
         {
@@ -327,7 +330,7 @@ impl PairNode {
                 Err(_) => return Err("adopting the unreplicated messages timed out".into()),
             }
         }
-        self.put_replicated(ADOPTED, b"1".to_vec()).await?;
+        self.put_replicated(&marker, b"1".to_vec()).await?;
         if count > 0 {
             tracing::warn!(
                 count,
@@ -335,6 +338,17 @@ impl PairNode {
             );
         }
         Ok(count)
+    }
+
+    /// Waits until this leader has applied everything committed before its term (a
+    /// read-index round with a majority), so what it acts on — the replicated
+    /// deployment, the pending messages — is the pair's latest. Call when taking over.
+    pub async fn catch_up(&self) -> Result<(), String> {
+        match tokio::time::timeout(self.commit_timeout, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the pair did not confirm this node's leadership in time".into()),
+        }
     }
 
     /// Waits until this node is active (or `limit` passed); true when it is.

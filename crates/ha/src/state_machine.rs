@@ -24,6 +24,8 @@ const MEMBERSHIP: &[u8] = b"raft.membership";
 pub struct OutboxStateMachine {
     outbox: FjallOutbox,
     snapshot_file: PathBuf,
+    /// Builds (a background task) and installs write the snapshot file one at a time.
+    file_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -34,6 +36,7 @@ impl OutboxStateMachine {
         OutboxStateMachine {
             outbox,
             snapshot_file,
+            file_lock: std::sync::Arc::default(),
         }
     }
 
@@ -78,6 +81,13 @@ impl OutboxStateMachine {
         image: &[u8],
     ) -> Result<(), String> {
         use std::io::Write;
+        let _one_at_a_time = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Never replaced by an older snapshot (a build that started before an install).
+        if let Ok(Some(current)) = self.read_snapshot_file()
+            && current.meta.last_log_id > meta.last_log_id
+        {
+            return Ok(());
+        }
         let meta = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
         let tmp = self.snapshot_file.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
@@ -94,10 +104,10 @@ impl RaftSnapshotBuilder<TypeConfig> for OutboxStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            // Synced first: the log below the snapshot is purged after this, so what the
-            // snapshot covers must be on disk here too.
-            this.outbox.sync().map_err(|e| e.to_string())?;
             let image = this.outbox.export().map_err(|e| e.to_string())?;
+            // Synced after the image is taken: the log below the snapshot is purged after
+            // this, so everything the image covers must be on disk here too.
+            this.outbox.sync().map_err(|e| e.to_string())?;
             let applied = match image.meta.get(APPLIED) {
                 Some(bytes) => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
                 None => None,

@@ -264,7 +264,14 @@ impl SiteNode {
 
     /// Becomes the active node: the replicated deployment if it is newer than the one
     /// loaded, then the forwarder.
-    async fn take_over(&self) {
+    async fn take_over(&self) -> bool {
+        if let Some(pair) = &self.pair
+            && let Err(e) = pair.catch_up().await
+        {
+            // Not serving yet: the supervisor tries again while this node still leads.
+            tracing::warn!(site = %self.name, error = %e, "cannot confirm the pair's latest state; not taking over yet");
+            return false;
+        }
         let outbox = self.services.outbox.clone();
         let replicated =
             tokio::task::spawn_blocking(move || outbox.meta(DEPLOYMENT_META.as_bytes())).await;
@@ -300,6 +307,7 @@ impl SiteNode {
         self.serving
             .store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!(site = %self.name, node = %self.node_name, "this node is now the site's active node: serving calls and delivering");
+        true
     }
 
     /// No longer active: deliveries stop at once (those in flight are abandoned and
@@ -512,11 +520,11 @@ async fn supervise(node: std::sync::Weak<SiteNode>) {
         let Some(node) = node.upgrade() else { return };
         let now = node.pair.as_ref().is_some_and(|p| p.is_active());
         if now && !active {
-            node.take_over().await;
+            active = node.take_over().await;
         } else if !now && active {
             node.step_down();
+            active = false;
         }
-        active = now;
     }
 }
 

@@ -399,8 +399,12 @@ impl FjallOutbox {
     /// replica to [`import`](Self::import). Blocking.
     pub fn export(&self) -> Result<OutboxImage, OutboxError> {
         use fjall::Readable;
-        let _commit = self.core.lock_commit();
-        let snapshot = self.shared.db.snapshot();
+        // Counts are written in the same batches as the messages, so a fjall snapshot is
+        // consistent; the lock only keeps a batch from being half-visible while it is taken.
+        let snapshot = {
+            let _commit = self.core.lock_commit();
+            self.shared.db.snapshot()
+        };
         let mut out = Vec::with_capacity(4096);
         let mut meta = std::collections::BTreeMap::new();
         out.push(EXPORT_VERSION);
@@ -426,20 +430,22 @@ impl FjallOutbox {
         let records = parse_export(image)?;
         let _commit = self.core.lock_commit();
         let keyspaces = self.core.keyspaces();
+        // One atomic batch: every key removed, every record inserted, the replicated
+        // position among them. A crash leaves the old outbox or the new one, never half.
+        let mut batch = self.shared.db.batch();
         for (_, keyspace) in &keyspaces {
-            keyspace.clear()?;
-        }
-        for chunk in records.chunks(4096) {
-            let mut batch = self.shared.db.batch();
-            for (tag, key, value) in chunk {
-                let (_, keyspace) = keyspaces
-                    .iter()
-                    .find(|(t, _)| t == tag)
-                    .expect("parse_export accepts known tags only");
-                batch.insert(keyspace, *key, *value);
+            for item in keyspace.iter() {
+                batch.remove(keyspace, item.key()?);
             }
-            batch.commit()?;
         }
+        for (tag, key, value) in records {
+            let (_, keyspace) = keyspaces
+                .iter()
+                .find(|(t, _)| *t == tag)
+                .expect("parse_export accepts known tags only");
+            batch.insert(keyspace, key, value);
+        }
+        batch.commit()?;
         self.shared.db.persist(PersistMode::SyncData)?;
         let counts = read_counts(&self.core.counts_ks)?;
         *self.shared.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
@@ -939,6 +945,11 @@ impl Writer {
                 message,
                 prev_due_ms,
             } => {
+                // An outcome for a message no longer pending (recorded twice, after a
+                // failover or a proposal that committed after its timeout) changes nothing.
+                if !self.still_pending(&message.id)? {
+                    return Ok(());
+                }
                 batch.remove(&s.due, due_key(*prev_due_ms, &message.id));
                 batch.insert(&s.pending, message.id.to_bytes(), encode(message));
                 batch.insert(&s.due, due_key(message.due_ms, &message.id), []);
@@ -949,6 +960,9 @@ impl Writer {
                 category,
                 target,
             } => {
+                if !self.still_pending(id)? {
+                    return Ok(());
+                }
                 batch.remove(&s.due, due_key(*due_ms, id));
                 batch.remove(&s.pending, id.to_bytes());
                 bump(deltas, *category, target, -1, 0);
@@ -959,6 +973,9 @@ impl Writer {
                 prev_due_ms,
             } => {
                 let m = &parked.message;
+                if !self.still_pending(&m.id)? {
+                    return Ok(());
+                }
                 batch.remove(&s.due, due_key(*prev_due_ms, &m.id));
                 batch.remove(&s.pending, m.id.to_bytes());
                 batch.insert(&s.parked, m.id.to_bytes(), encode(parked));
@@ -1003,6 +1020,11 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Whether a message is pending as far as this batch can tell (committed before it).
+    fn still_pending(&self, id: &MessageId) -> Result<bool, OutboxError> {
+        Ok(self.shared.pending.contains_key(id.to_bytes())?)
     }
 
     /// Whether a message is already held (pending or parked, or changed in this batch).
