@@ -356,3 +356,25 @@ async fn a_single_nodes_messages_are_adopted_when_it_becomes_the_first_node_of_a
         pair.stop(i).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_its_witness_the_pair_goes_on() {
+    let mut pair = Pair::new();
+    for i in 0..3 {
+        pair.start(i).await;
+    }
+    let active = pair.active(Duration::from_secs(10)).await;
+    let standby = 1 - active;
+    pair.stop(2).await;
+    // Two full nodes are a majority of three: buffering, and the same active node.
+    let ids = enqueue_many(&pair.voter(active).outbox, 100).await;
+    assert_eq!(ids.len(), 100);
+    wait_pending(&pair.voter(standby).outbox, 100).await;
+    assert_eq!(pair.active(Duration::from_secs(2)).await, active);
+    // The witness comes back and catches up.
+    pair.start(2).await;
+    wait_pending(&pair.voter(2).outbox, 100).await;
+    for i in 0..3 {
+        pair.stop(i).await;
+    }
+}
