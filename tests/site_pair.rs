@@ -160,6 +160,15 @@ async fn buffer_calls(pair: &SitePair, count: usize) -> HashSet<String> {
     ids
 }
 
+/// Waits until every id in `ids` was delivered to the peer.
+async fn wait_delivered(stub: &HttpStub, ids: &HashSet<String>, what: &str, limit: Duration) {
+    wait_until(what, limit, || {
+        let seen = deliveries(stub);
+        ids.iter().all(|id| seen.contains_key(id))
+    })
+    .await;
+}
+
 /// How often each message id was delivered (the peer answered 2xx).
 fn deliveries(stub: &HttpStub) -> std::collections::HashMap<String, usize> {
     let mut seen = std::collections::HashMap::new();
@@ -237,13 +246,11 @@ async fn a_site_pair_takes_over_on_kill_9_and_delivers_every_acknowledged_messag
 
     // The peer comes back: every acknowledged message reaches it, none lost.
     peer.set_up(true);
-    wait_until(
+    wait_delivered(
+        &stub,
+        &ids,
         "every acknowledged message reached the peer",
         Duration::from_secs(60),
-        || {
-            let seen = deliveries(&stub);
-            ids.iter().all(|id| seen.contains_key(id))
-        },
     )
     .await;
 
@@ -274,13 +281,11 @@ async fn a_paused_active_node_resumes_as_a_standby_that_delivers_nothing_and_run
     pair.signal(first, "STOP");
     assert_eq!(pair.active(Duration::from_secs(15)).await, other);
     peer.set_up(true);
-    wait_until(
+    wait_delivered(
+        &stub,
+        &ids,
         "the new active node delivered everything",
         Duration::from_secs(60),
-        || {
-            let seen = deliveries(&stub);
-            ids.iter().all(|id| seen.contains_key(id))
-        },
     )
     .await;
 
@@ -405,13 +410,11 @@ async fn twenty_kill_9_cycles_under_load_lose_no_acknowledged_message() {
         "the load buffered something: {}",
         buffered.len()
     );
-    wait_until(
+    wait_delivered(
+        &stub,
+        &buffered,
         "every acknowledged message reached the peer",
         Duration::from_secs(120),
-        || {
-            let seen = deliveries(&stub);
-            buffered.iter().all(|id| seen.contains_key(id))
-        },
     )
     .await;
     let tags: HashSet<String> = stub

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::Secret;
 use switchyard_layers::auth::{Rejection, RequireBearer};
-use switchyard_layers::store_forward::{FjallOutbox, OutboxOptions};
+use switchyard_layers::store_forward::{FjallOutbox, OutboxError, OutboxOptions};
 
 const TOKEN: &str = "local-pair-token-0123456789";
 
@@ -71,14 +71,7 @@ impl LocalPair {
             None => std::net::TcpListener::bind(&self.voters[i].addr).map_err(|e| e.to_string())?,
         };
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let outbox = FjallOutbox::open(
-            &self.dirs[i].join("outbox"),
-            OutboxOptions {
-                min_free_disk: 0,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        let outbox = self.open_outbox(i).map_err(|e| e.to_string())?;
         let member = PairMember {
             voters: self.voters.clone(),
             me: self.voters[i].id,
@@ -100,6 +93,18 @@ impl LocalPair {
             server,
         });
         Ok(())
+    }
+
+    /// Opens voter `i`'s outbox (no disk floor), as [`start`](Self::start) does; a test
+    /// can fill it before the voter starts (a single node migrated into a pair).
+    pub fn open_outbox(&self, i: usize) -> Result<FjallOutbox, OutboxError> {
+        FjallOutbox::open(
+            &self.dirs[i].join("outbox"),
+            OutboxOptions {
+                min_free_disk: 0,
+                ..Default::default()
+            },
+        )
     }
 
     /// Stops voter `i` as abruptly as one process allows: its server and consensus end

@@ -286,14 +286,9 @@ impl PairNode {
             key: key.to_string(),
             value,
         };
-        match tokio::time::timeout(self.commit_timeout, self.raft.client_write(request)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(crate::proposer::refusal(&e, &self.names)),
-            Err(_) => Err(format!(
-                "not replicated to a majority of the pair within {} ms (no majority reachable)",
-                self.commit_timeout.as_millis()
-            )),
-        }
+        crate::proposer::commit(&self.raft, request, self.commit_timeout, &self.names)
+            .await
+            .map(|_| ())
     }
 
     /// Adopts into the replicated outbox every message `outbox` holds that the pair has
@@ -319,16 +314,13 @@ impl PairNode {
         let count = events.len();
         for chunk in events.chunks(crate::proposer::MAX_PARTS) {
             let parts = chunk.iter().map(|e| vec![e.clone()]).collect();
-            let written = tokio::time::timeout(
+            crate::proposer::commit(
+                &self.raft,
+                crate::Request::Outbox { parts },
                 self.commit_timeout,
-                self.raft.client_write(crate::Request::Outbox { parts }),
+                &self.names,
             )
-            .await;
-            match written {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(crate::proposer::refusal(&e, &self.names)),
-                Err(_) => return Err("adopting the unreplicated messages timed out".into()),
-            }
+            .await?;
         }
         self.put_replicated(&marker, b"1".to_vec()).await?;
         if count > 0 {

@@ -3,7 +3,7 @@
 //! waiting for their own acknowledgement share a few log appends and syncs, as they
 //! share the outbox's group commit on a single node.
 
-use crate::{NodeId, Raft, Request};
+use crate::{NodeId, Raft, Request, Response};
 use openraft::error::{ClientWriteError, RaftError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,12 +75,9 @@ async fn run(
             let _slot = slot;
             let (parts, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|p| (p.events, p.reply)).unzip();
-            let written =
-                tokio::time::timeout(commit_timeout, raft.client_write(Request::Outbox { parts }))
-                    .await;
-            match written {
-                Ok(Ok(response)) => {
-                    let mut results = response.data.results.into_iter();
+            match commit(&raft, Request::Outbox { parts }, commit_timeout, &names).await {
+                Ok(response) => {
+                    let mut results = response.results.into_iter();
                     for reply in replies {
                         let result = results.next().unwrap_or_else(|| {
                             Err(OutboxError::Storage(
@@ -90,14 +87,7 @@ async fn run(
                         let _ = reply.send(result);
                     }
                 }
-                Ok(Err(e)) => fail_all(replies, &refusal(&e, &names)),
-                Err(_) => fail_all(
-                    replies,
-                    &format!(
-                        "not replicated to a majority of the pair within {} ms (no majority reachable)",
-                        commit_timeout.as_millis()
-                    ),
-                ),
+                Err(why) => fail_all(replies, &why),
             }
         });
     }
@@ -109,8 +99,27 @@ fn fail_all(replies: Vec<oneshot::Sender<Result<(), OutboxError>>>, why: &str) {
     }
 }
 
+/// Writes `request` to the log and waits, at most `timeout`, until it is committed
+/// and applied here. A refusal says why, naming the active node when it is known; a
+/// timeout means no majority answered (the entry may still commit later).
+pub(crate) async fn commit(
+    raft: &Raft,
+    request: Request,
+    timeout: Duration,
+    names: &BTreeMap<NodeId, String>,
+) -> Result<Response, String> {
+    match tokio::time::timeout(timeout, raft.client_write(request)).await {
+        Ok(Ok(written)) => Ok(written.data),
+        Ok(Err(e)) => Err(refusal(&e, names)),
+        Err(_) => Err(format!(
+            "not replicated to a majority of the pair within {} ms (no majority reachable)",
+            timeout.as_millis()
+        )),
+    }
+}
+
 /// Why the log refused a change, naming the active node when it is known.
-pub(crate) fn refusal(
+fn refusal(
     error: &RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
     names: &BTreeMap<NodeId, String>,
 ) -> String {

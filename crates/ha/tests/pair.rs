@@ -3,13 +3,12 @@
 //! own outbox on disk. Process-level failover (kill -9) is tested with the binary.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::Duration;
 use switchyard_core::{MessageId, RetryPolicy};
 use switchyard_ha::local::{LocalPair, Running};
 use switchyard_ha::{Role, Tuning};
 use switchyard_layers::store_forward::{
-    Category, FjallOutbox, NewMessage, OutboxError, OutboxEvent, OutboxOptions, StoredMessage,
+    Category, FjallOutbox, NewMessage, OutboxError, OutboxEvent, StoredMessage,
 };
 
 fn tuning() -> Tuning {
@@ -56,17 +55,6 @@ impl Pair {
             .await
             .expect("a node became active")
     }
-}
-
-fn open_outbox(dir: &Path) -> FjallOutbox {
-    FjallOutbox::open(
-        dir,
-        OutboxOptions {
-            min_free_disk: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap()
 }
 
 fn message(n: usize) -> NewMessage {
@@ -288,7 +276,7 @@ async fn a_single_nodes_messages_are_adopted_when_it_becomes_the_first_node_of_a
     let mut pair = Pair::new();
     // The single node's outbox, written before there was a pair: 20 pending, one of
     // them parked.
-    let single = open_outbox(&pair.local.dirs[0].join("outbox"));
+    let single = pair.local.open_outbox(0).unwrap();
     let ids = enqueue_many(&single, 20).await;
     let parked = pending(&single).remove(0);
     single
